@@ -1,0 +1,124 @@
+//! The guest SDK for Switchyard plugins.
+//!
+//! A plugin is a WebAssembly component that answers HTTP requests routed to it, either with a
+//! complete [`Response`] or with an [`Upgrade`] that takes over the connection (WebSocket, or any
+//! protocol named in the client's `Upgrade:` header). This crate owns the WIT bindings, so a
+//! plugin depends on it alone: implement [`Plugin`] and name the type in [`export!`].
+//!
+//! ```
+//! use switchyard_sdk::{Outgoing, Plugin, Request, Response};
+//!
+//! struct Hello;
+//!
+//! impl Plugin for Hello {
+//!     fn handle(request: Request) -> Outgoing {
+//!         Response::text(200, format!("hello, {}\n", request.path())).into()
+//!     }
+//! }
+//!
+//! switchyard_sdk::export!(Hello);
+//! # fn main() {}
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` and drop the `.wasm` into the
+//! host's plugins folder.
+//!
+//! # Upgraded sessions
+//!
+//! When [`Plugin::handle`] answers with an [`Upgrade`] and the host agrees, the host calls
+//! [`Plugin::upgrade`] on the same instance with a [`Session`]: the connection's raw bytes in
+//! both directions. The session lasts until the plugin drops it. For WebSocket,
+//! [`websocket::accept`] answers the handshake and [`websocket::WebSocket`] runs the framing.
+//!
+//! # Layout
+//!
+//! - [`request`]: [`Request`], the request as the client sent it.
+//! - [`response`]: [`Response`], a complete answer.
+//! - [`upgrade`]: [`Upgrade`], a switch to another protocol.
+//! - [`outgoing`]: [`Outgoing`], either of the two, as `handle` returns it.
+//! - [`plugin`]: the [`Plugin`] trait and the adapter behind [`export!`].
+//! - [`session`]: [`Session`], the bytes of an upgraded connection, and the [`Transport`] trait.
+//! - [`websocket`]: the WebSocket handshake and a WebSocket over a session.
+//! - `bindings` (hidden): the one `wit_bindgen::generate!` for the `switchyard:plugin` world.
+
+// Lets the generated bindings name this crate by its public path, which is also the path the
+// export macro uses when it expands inside a plugin crate.
+extern crate self as switchyard_sdk;
+
+#[doc(hidden)]
+pub mod bindings;
+mod headers;
+pub mod outgoing;
+pub mod plugin;
+pub mod request;
+pub mod response;
+pub mod session;
+pub mod upgrade;
+pub mod websocket;
+
+#[cfg(test)]
+mod testing;
+
+pub use outgoing::Outgoing;
+pub use plugin::Plugin;
+pub use request::Request;
+pub use response::Response;
+pub use session::{Closed, Session, SessionReader, SessionWriter, Transport};
+pub use upgrade::Upgrade;
+
+/// What the expansion of [`export!`] names; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::plugin::Exported;
+    pub use wit_bindgen;
+}
+
+/// Exports a type implementing [`Plugin`] as this component's `switchyard:plugin/handler`.
+///
+/// Use it once per plugin crate, at the top level of the crate:
+///
+/// ```
+/// # use switchyard_sdk::{Outgoing, Plugin, Request, Response};
+/// struct Teapot;
+///
+/// impl Plugin for Teapot {
+///     fn handle(_request: Request) -> Outgoing {
+///         Response::text(418, "I'm a teapot\n").into()
+///     }
+/// }
+///
+/// switchyard_sdk::export!(Teapot);
+/// # fn main() {}
+/// ```
+///
+/// The type must implement [`Plugin`]; the error then names the type:
+///
+/// ```compile_fail
+/// struct NotAPlugin;
+///
+/// switchyard_sdk::export!(NotAPlugin); // error: the trait `Plugin` is not implemented
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($plugin:ty $(,)?) => {
+        // The generated export macro takes an identifier, not a type path, hence the alias.
+        #[doc(hidden)]
+        type __SwitchyardExportedPlugin = $crate::__private::Exported<$plugin>;
+
+        // Names the missing trait at the user's type rather than deep inside the expansion.
+        const _: fn() = || {
+            fn implements_plugin<P: $crate::Plugin>() {}
+            implements_plugin::<$plugin>();
+        };
+
+        $crate::bindings::__export_plugin!(
+            __SwitchyardExportedPlugin with_types_in $crate::bindings
+        );
+    };
+    ($($other:tt)*) => {
+        ::core::compile_error!(
+            "expected `switchyard_sdk::export!(MyPlugin)`, where `MyPlugin` implements `switchyard_sdk::Plugin`"
+        );
+    };
+}

@@ -1,0 +1,62 @@
+//! The [`Plugin`] trait, and the adapter that [`export!`](crate::export) puts behind it.
+
+use std::future::Future;
+use std::marker::PhantomData;
+
+use crate::bindings::exports::switchyard::plugin::handler::Guest;
+use crate::bindings::switchyard::plugin::types::{Outgoing as WitOutgoing, Request as WitRequest};
+use crate::bindings::wit_stream;
+use crate::{Outgoing, Request, Session};
+use wit_bindgen::StreamReader;
+
+/// What a plugin implements; export the type with [`export!`](crate::export).
+///
+/// Each request gets a fresh instance, so there is no `self`: state lives in the session's
+/// future, or nowhere.
+pub trait Plugin: 'static {
+    /// Answers one request: a complete [`Response`](crate::Response), or an
+    /// [`Upgrade`](crate::Upgrade) to another protocol.
+    ///
+    /// A panic here traps the instance and the host answers 500.
+    fn handle(request: Request) -> Outgoing;
+
+    /// Runs an upgraded session, after `handle` answered this `request` with an upgrade and the
+    /// host switched protocols.
+    ///
+    /// Write it as `async fn upgrade(request: Request, session: Session)`. The session ends,
+    /// and the host closes the connection, when the returned future drops the session (or its
+    /// writer half). The default ends the session at once, which suits plugins that never
+    /// upgrade.
+    fn upgrade(request: Request, session: Session) -> impl Future<Output = ()> + 'static {
+        async move {
+            drop(session);
+            drop(request);
+        }
+    }
+}
+
+/// Implements the generated `Guest` trait for any [`Plugin`].
+///
+/// Not public API: [`export!`](crate::export) names it through a type alias, because the
+/// generated export macro takes an identifier.
+#[doc(hidden)]
+pub struct Exported<P>(PhantomData<P>);
+
+impl<P: Plugin> Guest for Exported<P> {
+    fn handle(request: WitRequest) -> WitOutgoing {
+        P::handle(request.into()).into()
+    }
+
+    async fn upgrade(request: WitRequest, input: StreamReader<u8>) -> StreamReader<u8> {
+        let (output, returned) = wit_stream::new::<u8>();
+        // The host pipes the returned stream to the client only once this export has returned
+        // it, so the session cannot run inside this call: it runs as a task of the same
+        // component-model task, and ends when it drops `output`.
+        let session = Session::new(input, output);
+        drop(wit_bindgen::spawn_local(P::upgrade(
+            request.into(),
+            session,
+        )));
+        returned
+    }
+}

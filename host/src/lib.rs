@@ -1,0 +1,41 @@
+//! Switchyard: a host for sandboxed WebAssembly plugins that answer HTTP requests and can take
+//! over the connection after a protocol upgrade (WebSocket or any other `Upgrade:` token).
+//!
+//! # Layout
+//! - [`config`]: settings and limits, with their defaults.
+//! - [`server`]: the listener; one hyper HTTP/1.1 connection per task, upgrades enabled.
+//! - `dispatch`: one request → route → instantiate → `handle` → response or upgrade.
+//! - `upgrade`: whether a plugin's upgrade answer may become a `101` for this client.
+//! - `guest_response`: validation of what a guest answers.
+//! - `session`: the upgraded session on the instance that answered `handle`.
+//! - `pump`: the byte pump between the socket and the guest's `stream<u8>`s.
+//! - [`registry`]: the route table that reloads swap.
+//! - `loader` and `watcher`: loading the plugins folder and hot reload.
+//! - [`plugin`]: one compiled plugin version and its instances.
+//! - [`runtime`]: the shared wasmtime engine (pooling allocator) and linker.
+//! - `state` and `guest_log`: per-instance sandbox state; guest stdout/stderr into the log.
+//! - `bindings`: the WIT contract as Rust types.
+
+// Generated code: its docs come from the WIT comments, where there are any.
+#[allow(missing_docs)]
+pub mod bindings;
+pub mod config;
+mod dispatch;
+mod guest_log;
+mod guest_response;
+mod loader;
+pub mod plugin;
+mod pump;
+pub mod registry;
+pub mod runtime;
+mod server;
+mod session;
+pub mod sidecar;
+mod state;
+mod upgrade;
+mod watcher;
+
+pub use config::{HostConfig, Limits};
+pub use runtime::Runtime;
+pub use server::Server;
+pub use state::InstanceState;

@@ -1,0 +1,211 @@
+//! The byte pump between an upgraded connection and a plugin's `stream<u8>`s.
+//!
+//! [`ClientBytes`] feeds the client's bytes into the guest's `input` stream, reading the socket
+//! straight into the guest's buffer; [`ClientSink`] writes the guest's output stream to the
+//! socket straight from the guest's buffer. Backpressure is the streams' own: the socket is only
+//! read when the guest reads, and a guest write only completes when the socket took the bytes.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Destination, Source, StreamConsumer, StreamProducer, StreamResult};
+
+/// Buffer size used only if a host (not a guest) ever reads from [`ClientBytes`].
+const HOST_READ_CAPACITY: usize = 16 * 1024;
+
+/// The read half of an upgraded connection, as a boxed reader.
+pub(crate) type ClientReader = Pin<Box<dyn AsyncRead + Send>>;
+/// The write half of an upgraded connection, as a boxed writer.
+pub(crate) type ClientWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Splits an upgraded connection into its halves, plus the bytes hyper had already read past
+/// the request head (a client may send them before it sees our `101`).
+pub(crate) fn split(upgraded: Upgraded) -> (Bytes, ClientReader, ClientWriter) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // The common case: a plain TCP connection splits without a lock.
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            (parts.read_buf, Box::pin(read), Box::pin(write))
+        }
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            (Bytes::new(), Box::pin(read), Box::pin(write))
+        }
+    }
+}
+
+/// Why the byte pump stopped carrying the guest's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutputEnd {
+    /// The guest dropped its output stream: it finished the session.
+    GuestClosed,
+    /// Writing to the client failed: it disconnected.
+    ClientGone,
+}
+
+/// Produces the client's bytes for the guest's `input` stream.
+pub(crate) struct ClientBytes {
+    /// Bytes read by hyper beyond the request head; delivered before anything else.
+    early: Bytes,
+    reader: ClientReader,
+}
+
+impl ClientBytes {
+    pub(crate) fn new(early: Bytes, reader: ClientReader) -> Self {
+        Self { early, reader }
+    }
+}
+
+impl<D> StreamProducer<D> for ClientBytes {
+    type Item = u8;
+    type Buffer = Bytes;
+
+    fn poll_produce<'a>(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut store: StoreContextMut<'a, D>,
+        dst: Destination<'a, u8, Bytes>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        // A zero-length read asks "would a read succeed?". `AsyncRead` cannot answer without
+        // reading, so say yes; the guest's next real read waits properly.
+        if dst.remaining(&mut store) == Some(0) {
+            return Poll::Ready(Ok(StreamResult::Completed));
+        }
+        if !self.early.is_empty() {
+            let mut direct = dst.as_direct(store, HOST_READ_CAPACITY);
+            let target = direct.remaining();
+            let n = target.len().min(self.early.len());
+            target[..n].copy_from_slice(&self.early[..n]);
+            direct.mark_written(n);
+            self.early.advance(n);
+            return Poll::Ready(Ok(StreamResult::Completed));
+        }
+        let mut direct = dst.as_direct(store, HOST_READ_CAPACITY);
+        let mut buf = ReadBuf::new(direct.remaining());
+        match self.reader.as_mut().poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                if n == 0 {
+                    // The client closed its side: end of the guest's input.
+                    return Poll::Ready(Ok(StreamResult::Dropped));
+                }
+                direct.mark_written(n);
+                Poll::Ready(Ok(StreamResult::Completed))
+            }
+            // A reset connection is the same as a closed one to the guest: no more input.
+            Poll::Ready(Err(_)) => Poll::Ready(Ok(StreamResult::Dropped)),
+            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Consumes the guest's output stream into the client connection, and reports how it ended
+/// when it is dropped.
+pub(crate) struct ClientSink {
+    writer: ClientWriter,
+    /// A write went out but its flush has not finished yet.
+    flush_pending: bool,
+    /// How the output ended, reported once (on failure, or on drop).
+    end: OutputEnd,
+    ended: Option<oneshot::Sender<OutputEnd>>,
+}
+
+impl ClientSink {
+    /// A sink writing to `writer` that sends how the output ended on `ended`.
+    pub(crate) fn new(writer: ClientWriter, ended: oneshot::Sender<OutputEnd>) -> Self {
+        Self {
+            writer,
+            flush_pending: false,
+            end: OutputEnd::GuestClosed,
+            ended: Some(ended),
+        }
+    }
+
+    fn client_gone(&mut self, err: &io::Error) -> Poll<wasmtime::Result<StreamResult>> {
+        tracing::debug!("writing to the upgraded connection failed: {err}");
+        self.end = OutputEnd::ClientGone;
+        self.report();
+        Poll::Ready(Ok(StreamResult::Dropped))
+    }
+
+    fn poll_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        match self.writer.as_mut().poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                self.flush_pending = false;
+                Poll::Ready(Ok(StreamResult::Completed))
+            }
+            Poll::Ready(Err(err)) => self.client_gone(&err),
+            // The bytes were taken; a cancelled flush finishes with the next write.
+            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Completed)),
+            Poll::Pending => {
+                self.flush_pending = true;
+                Poll::Pending
+            }
+        }
+    }
+
+    fn report(&mut self) {
+        if let Some(ended) = self.ended.take() {
+            // The session may already have stopped listening; nothing to tell then.
+            let _ = ended.send(self.end);
+        }
+    }
+}
+
+impl Drop for ClientSink {
+    fn drop(&mut self) {
+        // wasmtime drops the consumer when the guest drops its end of the stream: that is how
+        // the host learns the session is over.
+        self.report();
+    }
+}
+
+impl<D> StreamConsumer<D> for ClientSink {
+    type Item = u8;
+
+    fn poll_consume(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        store: StoreContextMut<D>,
+        src: Source<'_, u8>,
+        finish: bool,
+    ) -> Poll<wasmtime::Result<StreamResult>> {
+        if self.ended.is_none() {
+            return Poll::Ready(Ok(StreamResult::Dropped));
+        }
+        if self.flush_pending {
+            return self.poll_flush(cx, finish);
+        }
+        let mut src = src.as_direct(store);
+        let bytes = src.remaining();
+        // A zero-length write asks "would a write succeed?"; `AsyncWrite` cannot tell without
+        // writing, so say yes and let the real write wait.
+        if bytes.is_empty() {
+            return Poll::Ready(Ok(StreamResult::Completed));
+        }
+        match self.writer.as_mut().poll_write(cx, bytes) {
+            Poll::Ready(Ok(0)) => self.client_gone(&io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => {
+                src.mark_read(n);
+                self.poll_flush(cx, finish)
+            }
+            Poll::Ready(Err(err)) => self.client_gone(&err),
+            Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

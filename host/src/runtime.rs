@@ -1,0 +1,78 @@
+//! The wasmtime engine and linker every plugin shares: compiled once per host, configured for
+//! component-model async (the upgraded session's `stream<u8>`), with a pooling allocator sized
+//! from [`Limits`] so instantiation is cheap and the number of live instances is bounded.
+
+use anyhow::{Context as _, Result};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::Limits;
+use crate::state::InstanceState;
+
+/// Core instances a typical Rust component carries (its code plus the small shims
+/// `wasm-component-ld` adds); pool slots are reserved per plugin instance in this ratio.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 4;
+/// Tables a typical Rust component carries, for the same reason.
+const TABLES_PER_COMPONENT: u32 = 3;
+
+/// The engine plus the host functions plugins may import.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    limits: Limits,
+}
+
+impl Runtime {
+    /// Builds the engine and links WASI into a fresh linker.
+    pub fn new(limits: &Limits) -> Result<Self> {
+        let engine = Engine::new(&engine_config(limits))
+            .map_err(anyhow::Error::from)
+            .context("creating the wasmtime engine")?;
+        let mut linker = Linker::new(&engine);
+        // Guests built for wasm32-wasip2 import WASI 0.2 from std (stdio, clocks, random).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        Ok(Self {
+            engine,
+            linker,
+            limits: limits.clone(),
+        })
+    }
+
+    /// The engine plugins are compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker plugins are instantiated with.
+    pub fn linker(&self) -> &Linker<InstanceState> {
+        &self.linker
+    }
+
+    /// The limits this runtime was built with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+fn engine_config(limits: &Limits) -> Config {
+    let instances = limits.max_instances;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(instances)
+        .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
+        // Every live instance may be suspended on its own fiber stack (an upgraded session
+        // waiting for bytes), so there must be a stack per instance.
+        .total_stacks(instances)
+        .max_memory_size(limits.max_memory_bytes);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .wasm_component_model_async(true)
+        .concurrency_support(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}

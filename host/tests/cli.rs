@@ -1,0 +1,67 @@
+//! The `switchyard` command line: help text, and clear failures for a missing plugins folder
+//! or an address already in use.
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .expect("running switchyard")
+}
+
+/// `serve --help` names every flag and its default.
+#[test]
+fn help_explains_every_flag() {
+    let output = switchyard(&["serve", "--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "--plugins",
+        "--listen",
+        "[default: plugins]",
+        "[default: 127.0.0.1:8080]",
+    ] {
+        assert!(help.contains(expected), "help lacks {expected:?}:\n{help}");
+    }
+}
+
+/// A plugins folder that does not exist is an error naming the folder.
+#[test]
+fn missing_plugins_folder_fails_clearly() {
+    let output = switchyard(&[
+        "serve",
+        "--plugins",
+        "/nonexistent/switchyard-plugins",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("plugins folder /nonexistent/switchyard-plugins does not exist"),
+        "{stderr}"
+    );
+}
+
+/// An address that is already taken is an error naming the address.
+#[test]
+fn taken_address_fails_clearly() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir();
+    let output = switchyard(&[
+        "serve",
+        "--plugins",
+        dir.to_str().unwrap(),
+        "--listen",
+        &addr,
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+}

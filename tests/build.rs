@@ -1,0 +1,73 @@
+//! Builds every plugin the end-to-end tests load (the examples in `plugins/` and the test-only
+//! ones in `tests/plugins/`) for `wasm32-wasip2`, with one nested `cargo build` into a target
+//! folder of its own (sharing the outer build's would deadlock on its lock), and tells the tests
+//! where the `.wasm` files are.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+const PLUGINS: &[&str] = &["hello", "echo", "kv", "misbehave"];
+const WATCHED: &[&str] = &[
+    "guest-sdk",
+    "plugins/hello",
+    "plugins/echo",
+    "plugins/kv",
+    "tests/plugins",
+    "wit",
+    "Cargo.toml",
+    "Cargo.lock",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("tests/ sits in the workspace root");
+    for path in WATCHED {
+        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+    }
+    require_target_installed();
+
+    let target_dir = workspace.join("target").join("test-plugins");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(workspace)
+        .args(["build", "--release", "--target", TARGET])
+        .args(PLUGINS.iter().flat_map(|name| ["-p", name]))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // Flags and wrappers meant for the outer (host) build must not reach the guests.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET");
+    let status = build.status().expect("running the nested cargo build");
+    assert!(
+        status.success(),
+        "building the test plugins failed (see the output above)"
+    );
+
+    let out = target_dir.join(TARGET).join("release");
+    for name in PLUGINS {
+        let wasm = out.join(format!("{name}.wasm"));
+        assert!(wasm.is_file(), "{} was not built", wasm.display());
+    }
+    println!("cargo:rustc-env=SWITCHYARD_TEST_PLUGINS={}", out.display());
+}
+
+/// Fails with the fix spelled out when the WebAssembly target is missing, instead of a wall of
+/// "can't find crate for `core`" errors.
+fn require_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("running rustc --print sysroot");
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+    let target_lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
+    assert!(
+        target_lib.is_dir(),
+        "the {TARGET} target is not installed; run `rustup target add {TARGET}`"
+    );
+}

@@ -1,0 +1,145 @@
+//! [`TestHost`]: the real Switchyard server on `127.0.0.1:0`, serving a private plugins folder,
+//! inside a log span of its own.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use switchyard_host::{HostConfig, Limits, Runtime, Server};
+use tokio::sync::oneshot;
+use tracing::Instrument as _;
+
+use crate::{built_plugin, logs};
+
+/// Debounce used by test hosts: short, so reload tests are quick, but long enough to merge the
+/// events of one file copy.
+const TEST_RELOAD_DEBOUNCE: Duration = Duration::from_millis(50);
+/// How often [`TestHost::wait_for_log`] looks again.
+const LOG_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// One engine for the whole test process: engines are expensive, and each reserves a pool.
+fn shared_runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Arc::new(Runtime::new(&Limits::default()).expect("creating the runtime")))
+        .clone()
+}
+
+/// A running host with its own plugins folder, stopped when dropped.
+pub struct TestHost {
+    /// Where the host accepts connections.
+    pub addr: std::net::SocketAddr,
+    /// Marker found in every log line this host writes.
+    log_marker: String,
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestHost {
+    /// Starts a host serving the named built plugins (each as `<name>.wasm`).
+    pub async fn start(plugins: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("creating a plugins folder");
+        for name in plugins {
+            std::fs::copy(built_plugin(name), dir.path().join(format!("{name}.wasm")))
+                .expect("copying a built plugin");
+        }
+        Self::start_in(dir).await
+    }
+
+    /// Starts a host serving whatever `dir` already holds.
+    pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        logs::install();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("test_host", id);
+        let mut config = HostConfig::new(dir.path(), "127.0.0.1:0".parse().expect("an address"));
+        config.reload_debounce = TEST_RELOAD_DEBOUNCE;
+        let server = Server::start(config, shared_runtime())
+            .instrument(span.clone())
+            .await
+            .expect("starting the host");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(
+            async move {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                server.run_until(shutdown).await.expect("serving");
+            }
+            .instrument(span),
+        );
+        Self {
+            addr,
+            log_marker: format!("test_host{{id={id}}}"),
+            dir,
+            stop: Some(stop),
+        }
+    }
+
+    /// The plugins folder this host watches.
+    pub fn plugins_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Installs built plugin `built` as `<as_name>.wasm` the way users are told to: write to a
+    /// temporary name, then rename into place, so the host never sees a half-written file.
+    pub fn install_plugin(&self, built: &str, as_name: &str) -> PathBuf {
+        let target = self.dir.path().join(format!("{as_name}.wasm"));
+        let staging = self.dir.path().join(format!(".{as_name}.wasm.partial"));
+        std::fs::copy(built_plugin(built), &staging).expect("copying a built plugin");
+        std::fs::rename(&staging, &target).expect("renaming the plugin into place");
+        target
+    }
+
+    /// Every log line this host has written so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        logs::lines_containing(&self.log_marker)
+    }
+
+    /// Waits until this host logs a line containing every one of `needles`, and returns it.
+    /// Panics with the host's log if none appears within `within`.
+    pub async fn wait_for_log(&self, needles: &[&str], within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(line) = self
+                .log_lines()
+                .into_iter()
+                .find(|line| needles.iter().all(|needle| line.contains(needle)))
+            {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line containing {needles:?} within {within:?}; the host logged:\n{}",
+                self.log_lines().join("\n")
+            );
+            tokio::time::sleep(LOG_POLL_INTERVAL).await;
+        }
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://<addr><path>`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- log of the failed test's host ---\n{}",
+                self.log_lines().join("\n")
+            );
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Test harness for Switchyard's end-to-end tests: starts the real host on `127.0.0.1:0` with
+//! real plugins built from source, captures its log, and speaks HTTP and raw TCP to it.
+//!
+//! # Layout
+//! - [`host`]: [`TestHost`], one running host per test with its own plugins folder.
+//! - [`logs`]: captures every log line, so a test can assert what the host reported.
+//! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
+
+pub mod client;
+pub mod host;
+pub mod logs;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use host::TestHost;
+
+/// Longest any single test may run before it fails instead of hanging CI.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `.wasm` file the build script compiled for plugin crate `name`.
+pub fn built_plugin(name: &str) -> PathBuf {
+    PathBuf::from(env!("SWITCHYARD_TEST_PLUGINS")).join(format!("{name}.wasm"))
+}
+
+/// Runs `test` and fails if it takes longer than [`TEST_TIMEOUT`].
+pub async fn bounded<T>(test: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .expect("the test did not finish within its time limit")
+}

@@ -1,0 +1,137 @@
+//! Plugins that break the contract: every fault gets the right status and a log line naming the
+//! plugin, its version and the path, and the host keeps serving.
+
+use std::time::Duration;
+
+use switchyard_tests::client::{RawConnection, get};
+use switchyard_tests::{TestHost, bounded};
+
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+/// A panic in `handle` is a `500`, logged with plugin, version and path; the next request works.
+#[tokio::test]
+async fn trap_in_handle_is_a_500_and_the_host_keeps_serving() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave", "hello"]).await;
+        assert_eq!(
+            get(host.addr, "/misbehave/trap-handle", &[]).await.status,
+            500
+        );
+        let line = host
+            .wait_for_log(
+                &[
+                    "plugin=misbehave",
+                    "path=/misbehave/trap-handle",
+                    "trapped in handle",
+                ],
+                LOG_WAIT,
+            )
+            .await;
+        assert!(line.contains("version="), "{line}");
+        assert_eq!(get(host.addr, "/misbehave/ok", &[]).await.status, 200);
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+    })
+    .await;
+}
+
+/// Invalid header names, header values and statuses from a guest become `500`s.
+#[tokio::test]
+async fn invalid_guest_responses_are_500s() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave"]).await;
+        for case in ["bad-header-name", "bad-header-value", "bad-status"] {
+            let path = format!("/misbehave/{case}");
+            assert_eq!(get(host.addr, &path, &[]).await.status, 500, "{case}");
+            host.wait_for_log(
+                &[
+                    "plugin=misbehave",
+                    &format!("path={path}"),
+                    "invalid response",
+                ],
+                LOG_WAIT,
+            )
+            .await;
+        }
+    })
+    .await;
+}
+
+/// A plugin that answers an upgrade to a client that did not ask for one gets a `502`, never
+/// a `101`.
+#[tokio::test]
+async fn upgrade_to_a_client_that_did_not_ask_is_a_502() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave"]).await;
+        let reply = get(host.addr, "/misbehave/upgrade-on-plain", &[]).await;
+        assert_eq!(reply.status, 502);
+        host.wait_for_log(
+            &["plugin=misbehave", "upgrade refused", "did not ask"],
+            LOG_WAIT,
+        )
+        .await;
+    })
+    .await;
+}
+
+/// An upgrade to a protocol the client did not offer, or with a status other than 101, is a
+/// `502`.
+#[tokio::test]
+async fn upgrade_to_an_unoffered_protocol_or_status_is_a_502() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave"]).await;
+        let offer = [("connection", "upgrade"), ("upgrade", "x-test")];
+        let reply = get(host.addr, "/misbehave/upgrade-wrong-token", &offer).await;
+        assert_eq!(reply.status, 502);
+        host.wait_for_log(&["not-offered", "did not offer"], LOG_WAIT)
+            .await;
+        let reply = get(host.addr, "/misbehave/upgrade-status-200", &offer).await;
+        assert_eq!(reply.status, 502);
+        host.wait_for_log(&["upgrade status is 200"], LOG_WAIT)
+            .await;
+    })
+    .await;
+}
+
+/// A panic inside an upgraded session closes that connection only.
+#[tokio::test]
+async fn trap_in_upgrade_closes_only_that_connection() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave", "hello"]).await;
+        let mut conn = RawConnection::open(
+            host.addr,
+            b"GET /misbehave/upgrade-then-trap HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: x-test\r\n\r\n",
+        )
+        .await;
+        assert!(conn.read_head().await.starts_with("HTTP/1.1 101"));
+        conn.write(b"boom").await;
+        conn.expect_closed().await;
+        host.wait_for_log(&["plugin=misbehave", "trapped in upgrade"], LOG_WAIT).await;
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+    })
+    .await;
+}
+
+/// A corrupt `.wasm` at start-up is logged with its file name and skipped; the others serve.
+#[tokio::test]
+async fn corrupt_plugin_at_startup_is_skipped_with_a_reason() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("broken.wasm"), b"definitely not wasm").unwrap();
+        std::fs::copy(
+            switchyard_tests::built_plugin("hello"),
+            dir.path().join("hello.wasm"),
+        )
+        .unwrap();
+        let host = TestHost::start_in(dir).await;
+        let line = host
+            .wait_for_log(
+                &["broken.wasm", "not a valid WebAssembly component"],
+                LOG_WAIT,
+            )
+            .await;
+        assert!(line.contains("ERROR"), "{line}");
+        assert_eq!(get(host.addr, "/broken", &[]).await.status, 404);
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+    })
+    .await;
+}

@@ -1,0 +1,120 @@
+//! Hot reload: replacing, adding, removing and corrupting plugin files while the host serves,
+//! without dropping live sessions.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+use switchyard_tests::client::{RawConnection, get};
+use switchyard_tests::{TestHost, bounded};
+
+/// How long a reload may take before the test fails (the product promise is "within a second").
+const RELOAD_WITHIN: Duration = Duration::from_secs(1);
+/// Spacing between polls while waiting for a reload to show.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `GET path` until its status is `status`, failing after [`RELOAD_WITHIN`].
+async fn wait_for_status(host: &TestHost, path: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + RELOAD_WITHIN;
+    loop {
+        let got = get(host.addr, path, &[]).await.status;
+        if got == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} still answers {got}, expected {status}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Replacing `echo.wasm` serves new connections from the new file within a second, while a
+/// session opened before keeps working on the old version until it closes.
+#[tokio::test]
+async fn replaced_plugin_serves_new_connections_and_keeps_old_sessions() {
+    bounded(async {
+        let host = TestHost::start(&["echo"]).await;
+        let (mut old_session, _) = connect_async(host.ws_url("/echo")).await.unwrap();
+        old_session.send(Message::text("before")).await.unwrap();
+        assert_eq!(
+            old_session.next().await.unwrap().unwrap(),
+            Message::text("before")
+        );
+
+        // The new "version" of echo is the hello plugin: a plain GET tells them apart.
+        assert_eq!(get(host.addr, "/echo", &[]).await.status, 400);
+        host.install_plugin("hello", "echo");
+        wait_for_status(&host, "/echo", 200).await;
+        host.wait_for_log(&["plugin=echo", "plugin reloaded"], RELOAD_WITHIN)
+            .await;
+
+        old_session.send(Message::text("after")).await.unwrap();
+        assert_eq!(
+            old_session.next().await.unwrap().unwrap(),
+            Message::text("after")
+        );
+        old_session.close(None).await.unwrap();
+    })
+    .await;
+}
+
+/// A new file adds a route; deleting it removes the route (404) while its live session
+/// finishes normally.
+#[tokio::test]
+async fn added_and_removed_plugins_come_and_go() {
+    bounded(async {
+        let host = TestHost::start(&[]).await;
+        assert_eq!(get(host.addr, "/foo", &[]).await.status, 404);
+        let file = host.install_plugin("kv", "foo");
+        let upgrade =
+            b"GET /foo HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: kv/1\r\n\r\n";
+        let deadline = tokio::time::Instant::now() + RELOAD_WITHIN;
+        while get(host.addr, "/foo", &[]).await.status != 426 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/foo did not appear"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+        let mut session = RawConnection::open(host.addr, upgrade).await;
+        session.read_head().await;
+        assert_eq!(session.read_line().await, "KV/1 READY");
+
+        std::fs::remove_file(file).unwrap();
+        wait_for_status(&host, "/foo", 404).await;
+        host.wait_for_log(&["plugin=foo", "plugin removed"], RELOAD_WITHIN)
+            .await;
+
+        session.write(b"SET still here\nGET still\nQUIT\n").await;
+        assert_eq!(session.read_line().await, "OK");
+        assert_eq!(session.read_line().await, "VALUE here");
+        assert_eq!(session.read_line().await, "BYE");
+        session.expect_closed().await;
+    })
+    .await;
+}
+
+/// Garbage written over a plugin is logged with the file and the reason, and the previous
+/// version keeps serving.
+#[tokio::test]
+async fn corrupt_replacement_keeps_the_previous_version() {
+    bounded(async {
+        let host = TestHost::start(&["hello"]).await;
+        let file = host.plugins_dir().join("hello.wasm");
+        std::fs::write(&file, b"\0asm garbage that is not a component").unwrap();
+        let line = host
+            .wait_for_log(&["plugin not loaded", "hello.wasm"], Duration::from_secs(5))
+            .await;
+        assert!(line.contains("kept_version="), "{line}");
+        assert!(!line.contains("kept_version=none"), "{line}");
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+
+        // A good file afterwards is picked up again.
+        host.install_plugin("misbehave", "hello");
+        wait_for_status(&host, "/hello/trap-handle", 500).await;
+    })
+    .await;
+}
