@@ -1,5 +1,6 @@
 //! Settings the host runs with: where plugins live, where to listen, and the limits that keep
-//! one plugin or client from hurting the others. Every default is a named constant.
+//! one plugin or client from hurting the others. Every default is a named constant, and the
+//! README's limits table lists them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,18 +10,38 @@ use std::time::Duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Folder the host loads plugins from when none is given.
 pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
-/// Plugin instances that may be alive at once, host-wide (requests in flight plus live
-/// upgraded sessions). The pooling allocator reserves its slots up front.
-pub const DEFAULT_MAX_INSTANCES: u32 = 1_000;
-/// Linear memory one plugin instance may grow to.
-pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
-/// Largest request body the host reads before calling a plugin.
-pub const DEFAULT_MAX_REQUEST_BODY: usize = 8 << 20;
-/// Time a client has to send a complete request head.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Quiet time after the last change in the plugins folder before it is re-read, so a burst of
 /// writes to one file causes one reload.
 pub const DEFAULT_RELOAD_DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// Upgraded sessions alive at once, host-wide.
+pub const DEFAULT_MAX_SESSIONS: u32 = 1_000;
+/// Plugin instances kept in the pool beyond the session limit, for plain requests in flight.
+pub const REQUEST_INSTANCE_HEADROOM: u32 = 256;
+/// Largest request head (request line plus headers); larger ones get `431`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Longest request target (path and query); longer ones get `414`.
+pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest request body the host reads before calling a plugin; larger ones get `413`.
+pub const DEFAULT_MAX_REQUEST_BODY: usize = 8 << 20;
+/// Time a client has to send a complete request head (slowloris defence).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// On shutdown, how long live sessions may go on before they are closed.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Linear memory one plugin instance may grow to.
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
+/// Wall time `handle` may take; past it the client gets `504`.
+pub const DEFAULT_HANDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Guest CPU time one upgraded session may use in all.
+pub const DEFAULT_SESSION_CPU_BUDGET: Duration = Duration::from_secs(30);
+/// Guest CPU time one wake-up of a session may use before it returns to waiting: catches a
+/// guest stuck in a loop long before it has burnt its whole budget.
+pub const DEFAULT_RUN_CPU_LIMIT: Duration = Duration::from_secs(1);
+/// Time from the plugin's `101` until the connection is handed over.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time an upgraded session may pass with no bytes in either direction.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Everything [`crate::Server`] needs to run.
 #[derive(Debug, Clone)]
@@ -47,26 +68,82 @@ impl HostConfig {
     }
 }
 
-/// Limits applied to every plugin and connection.
+/// Host-wide limits, plus the defaults every plugin starts from.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Plugin instances alive at once, host-wide; sizes the pooling allocator.
-    pub max_instances: u32,
-    /// Linear memory one instance may grow to, in bytes.
-    pub max_memory_bytes: usize,
-    /// Largest request body read before calling a plugin; larger bodies get `413`.
+    /// Upgraded sessions alive at once, host-wide; more get `503` with `Retry-After`.
+    pub max_sessions: u32,
+    /// Largest request head in bytes (`431` beyond).
+    pub max_header_bytes: usize,
+    /// Longest request target in bytes (`414` beyond).
+    pub max_uri_bytes: usize,
+    /// Largest request body in bytes (`413` beyond).
     pub max_request_body: usize,
     /// Time a client has to send a complete request head.
     pub header_read_timeout: Duration,
+    /// On shutdown, how long live sessions may go on before they are closed.
+    pub drain_timeout: Duration,
+    /// What each plugin gets unless its sidecar says otherwise.
+    pub plugin: PluginLimits,
+}
+
+impl Limits {
+    /// Plugin instances the pooling allocator reserves: every session holds one, and plain
+    /// requests in flight need a few more.
+    pub fn max_instances(&self) -> u32 {
+        self.max_sessions.saturating_add(REQUEST_INSTANCE_HEADROOM)
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_instances: DEFAULT_MAX_INSTANCES,
-            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            plugin: PluginLimits::default(),
+        }
+    }
+}
+
+/// Limits for one plugin's instances and sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginLimits {
+    /// Linear memory one instance may grow to, in bytes; growing past it fails in the guest.
+    pub max_memory_bytes: usize,
+    /// Wall time `handle` may take (`504` beyond).
+    pub handle_timeout: Duration,
+    /// Guest CPU time one session may use in all.
+    pub session_cpu_budget: Duration,
+    /// Guest CPU time one wake-up of a session may use without returning to the host.
+    pub run_cpu_limit: Duration,
+    /// Time from the `101` until the connection is handed over.
+    pub handshake_timeout: Duration,
+    /// Time a session may pass with no bytes either way.
+    pub idle_timeout: Duration,
+    /// Longest a session may last, if limited.
+    pub max_session_duration: Option<Duration>,
+    /// Sessions of this plugin alive at once (`503` beyond).
+    pub max_sessions: u32,
+    /// Protocols this plugin may switch to; `None` allows any the client offered.
+    pub allowed_upgrades: Option<Vec<String>>,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            handle_timeout: DEFAULT_HANDLE_TIMEOUT,
+            session_cpu_budget: DEFAULT_SESSION_CPU_BUDGET,
+            run_cpu_limit: DEFAULT_RUN_CPU_LIMIT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_session_duration: None,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            allowed_upgrades: None,
         }
     }
 }

@@ -13,17 +13,25 @@ use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use tracing::Instrument as _;
 
+use crate::admission::HostStats;
 use crate::bindings::{self, Outgoing};
+use crate::config::Limits;
 use crate::guest_response::{self, Body, host_response};
 use crate::plugin::LoadedPlugin;
 use crate::registry::Registry;
-use crate::session::{self, SessionLabel};
-use crate::upgrade::{self, ClientOffer};
+use crate::session::{self, SessionContext};
+use crate::upgrade::{self, ClientOffer, UpgradeRefused};
 
-/// What every request needs: the route table and the request limits.
+/// What a client is told to wait before retrying a request refused for lack of capacity.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// What every request needs: the route table, the limits, the live counts, and the hooks
+/// sessions use to be tracked and shut down.
 pub(crate) struct Dispatcher {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) max_request_body: usize,
+    pub(crate) limits: Limits,
+    pub(crate) stats: Arc<HostStats>,
+    pub(crate) sessions: session::SessionHooks,
 }
 
 impl Dispatcher {
@@ -32,6 +40,19 @@ impl Dispatcher {
         self: Arc<Self>,
         mut request: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
+        let target_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |target| target.as_str().len());
+        if target_len > self.limits.max_uri_bytes {
+            return Ok(host_response(
+                StatusCode::URI_TOO_LONG,
+                &format!(
+                    "request target is longer than {} bytes",
+                    self.limits.max_uri_bytes
+                ),
+            ));
+        }
         let Some(plugin) = self.registry.route(request.uri().path()) else {
             return Ok(host_response(
                 StatusCode::NOT_FOUND,
@@ -42,14 +63,17 @@ impl Dispatcher {
         let on_upgrade = hyper::upgrade::on(&mut request);
         let (parts, body) = request.into_parts();
         let path = path_with_query(&parts);
-        let body = match Limited::new(body, self.max_request_body).collect().await {
+        let body = match Limited::new(body, self.limits.max_request_body)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(err) if err.is::<http_body_util::LengthLimitError>() => {
                 return Ok(host_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &format!(
                         "request body is larger than {} bytes",
-                        self.max_request_body
+                        self.limits.max_request_body
                     ),
                 ));
             }
@@ -63,62 +87,111 @@ impl Dispatcher {
         };
         let offer = ClientOffer::from_request(&parts);
         let guest_request = guest_request(&parts, path.clone(), body);
-        Ok(answer(plugin, guest_request, offer, on_upgrade, path).await)
+        Ok(self
+            .answer(plugin, guest_request, offer, on_upgrade, path)
+            .await)
+    }
+
+    /// Runs the plugin's `handle` and turns its answer into the response.
+    async fn answer(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        request: bindings::Request,
+        offer: Option<ClientOffer>,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        path: String,
+    ) -> Response<Body> {
+        // A client asking to upgrade needs a session slot; refuse before running guest code.
+        let permit = match offer {
+            Some(_) => match self.stats.admit_session(&plugin, self.limits.max_sessions) {
+                Ok(permit) => Some(permit),
+                Err(refused) => {
+                    tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "upgrade refused: {refused}");
+                    return busy();
+                }
+            },
+            None => None,
+        };
+        let mut instance = match plugin.instantiate(&self.stats.instances).await {
+            Ok(instance) => instance,
+            Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "no free plugin instance: {err}");
+                return busy();
+            }
+            Err(err) => {
+                tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "instantiating the plugin failed: {err:#}");
+                return host_response(StatusCode::INTERNAL_SERVER_ERROR, "plugin failed");
+            }
+        };
+        let deadline = plugin.limits().handle_timeout;
+        let outgoing = match tokio::time::timeout(deadline, instance.handle(&request)).await {
+            Ok(Ok(outgoing)) => outgoing,
+            Ok(Err(trap)) => {
+                let reason = if instance.store.data().memory.refused {
+                    " (its memory limit was reached)"
+                } else {
+                    ""
+                };
+                tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin trapped in handle{reason}: {trap:#}");
+                return host_response(StatusCode::INTERNAL_SERVER_ERROR, "plugin failed");
+            }
+            Err(_elapsed) => {
+                tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin's handle ran past its {deadline:?} deadline and was stopped");
+                return host_response(StatusCode::GATEWAY_TIMEOUT, "plugin took too long");
+            }
+        };
+        match outgoing {
+            Outgoing::Response(response) => match guest_response::into_http(response) {
+                Ok(response) => response,
+                Err(invalid) => {
+                    tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin returned an invalid response: {invalid}");
+                    host_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "plugin returned an invalid response",
+                    )
+                }
+            },
+            Outgoing::ProtocolUpgrade(upgrade) => {
+                let allowed = plugin.limits().allowed_upgrades.as_deref();
+                // `accept` succeeds only for a client that offered an upgrade, and such a
+                // client was given a permit above.
+                match (upgrade::accept(offer.as_ref(), allowed, upgrade), permit) {
+                    (Ok(switching), Some(permit)) => {
+                        let context = SessionContext {
+                            plugin,
+                            path,
+                            _permit: permit,
+                            shutdown: self.sessions.shutdown.clone(),
+                        };
+                        let session = session::run(instance, request, on_upgrade, context);
+                        self.sessions.spawn(session.in_current_span());
+                        switching
+                    }
+                    (Ok(_), None) => bad_upgrade(&plugin, &path, UpgradeRefused::NotRequested),
+                    (Err(refused), _) => bad_upgrade(&plugin, &path, refused),
+                }
+            }
+        }
     }
 }
 
-/// Runs the plugin's `handle` and turns its answer into the response.
-async fn answer(
-    plugin: Arc<LoadedPlugin>,
-    request: bindings::Request,
-    offer: Option<ClientOffer>,
-    on_upgrade: hyper::upgrade::OnUpgrade,
-    path: String,
-) -> Response<Body> {
-    let mut instance = match plugin.instantiate().await {
-        Ok(instance) => instance,
-        Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
-            tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "no free plugin instance: {err}");
-            return host_response(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again");
-        }
-        Err(err) => {
-            tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "instantiating the plugin failed: {err:#}");
-            return host_response(StatusCode::INTERNAL_SERVER_ERROR, "plugin failed");
-        }
-    };
-    let outgoing = match instance.handle(&request).await {
-        Ok(outgoing) => outgoing,
-        Err(trap) => {
-            tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin trapped in handle: {trap:#}");
-            return host_response(StatusCode::INTERNAL_SERVER_ERROR, "plugin failed");
-        }
-    };
-    match outgoing {
-        Outgoing::Response(response) => match guest_response::into_http(response) {
-            Ok(response) => response,
-            Err(invalid) => {
-                tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin returned an invalid response: {invalid}");
-                host_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "plugin returned an invalid response",
-                )
-            }
-        },
-        Outgoing::ProtocolUpgrade(upgrade) => match upgrade::accept(offer.as_ref(), upgrade) {
-            Ok(switching) => {
-                let label = SessionLabel { plugin, path };
-                tokio::spawn(session::run(instance, request, on_upgrade, label).in_current_span());
-                switching
-            }
-            Err(refused) => {
-                tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "upgrade refused: {refused}");
-                host_response(
-                    StatusCode::BAD_GATEWAY,
-                    "plugin answered with an upgrade the client cannot take",
-                )
-            }
-        },
-    }
+/// `503` with `Retry-After`: the host or plugin is at its limit, not broken.
+fn busy() -> Response<Body> {
+    let mut response = host_response(StatusCode::SERVICE_UNAVAILABLE, "server busy, try again");
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    response
+}
+
+/// `502`: the plugin answered with an upgrade this client cannot be given.
+fn bad_upgrade(plugin: &LoadedPlugin, path: &str, refused: UpgradeRefused) -> Response<Body> {
+    tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "upgrade refused: {refused}");
+    host_response(
+        StatusCode::BAD_GATEWAY,
+        "plugin answered with an upgrade the client cannot take",
+    )
 }
 
 fn path_with_query(parts: &Parts) -> String {

@@ -5,6 +5,9 @@
 //! - [`config`]: settings and limits, with their defaults.
 //! - [`server`]: the listener; one hyper HTTP/1.1 connection per task, upgrades enabled.
 //! - `dispatch`: one request → route → instantiate → `handle` → response or upgrade.
+//! - [`admission`]: live instance and session counts; whether one more session may start.
+//! - [`gauge`]: the counters behind it.
+//! - `cpu`: epoch-driven preemption and the CPU budgets of sessions.
 //! - `upgrade`: whether a plugin's upgrade answer may become a `101` for this client.
 //! - `guest_response`: validation of what a guest answers.
 //! - `session`: the upgraded session on the instance that answered `handle`.
@@ -17,10 +20,13 @@
 //! - `bindings`: the WIT contract as Rust types.
 
 // Generated code: its docs come from the WIT comments, where there are any.
+pub mod admission;
 #[allow(missing_docs)]
 pub mod bindings;
 pub mod config;
+mod cpu;
 mod dispatch;
+pub mod gauge;
 mod guest_log;
 mod guest_response;
 mod loader;
@@ -35,7 +41,8 @@ mod state;
 mod upgrade;
 mod watcher;
 
-pub use config::{HostConfig, Limits};
+pub use admission::HostStats;
+pub use config::{HostConfig, Limits, PluginLimits};
 pub use runtime::Runtime;
 pub use server::Server;
 pub use state::InstanceState;

@@ -10,6 +10,8 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use crate::bindings::{self, PluginPre};
+use crate::config::PluginLimits;
+use crate::gauge::{Gauge, GaugeGuard};
 use crate::runtime::Runtime;
 use crate::sidecar::PluginSettings;
 use crate::state::InstanceState;
@@ -70,8 +72,9 @@ pub struct LoadedPlugin {
     settings: PluginSettings,
     /// Linked and type-checked once; instantiating from it is the per-request cost.
     pre: PluginPre<InstanceState>,
-    /// Memory cap for each instance.
-    max_memory_bytes: usize,
+    /// Limits for its instances and sessions: the host's defaults with the sidecar's
+    /// overrides.
+    limits: PluginLimits,
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -94,6 +97,13 @@ impl LoadedPlugin {
             source,
         })?;
         let settings = read_settings(wasm_path)?;
+        let limits = settings
+            .limits
+            .apply(&runtime.limits().plugin)
+            .map_err(|message| LoadError::Settings {
+                path: wasm_path.with_extension("toml"),
+                message,
+            })?;
         let name = plugin_name(wasm_path);
         let component =
             Component::new(runtime.engine(), &bytes).map_err(|source| LoadError::Compile {
@@ -116,7 +126,7 @@ impl LoadedPlugin {
             source: wasm_path.to_owned(),
             settings,
             pre,
-            max_memory_bytes: runtime.limits().max_memory_bytes,
+            limits,
         })
     }
 
@@ -150,15 +160,33 @@ impl LoadedPlugin {
             && read_settings(wasm_path).is_ok_and(|settings| settings == self.settings)
     }
 
-    /// A fresh instance with its own store and memory.
-    pub async fn instantiate(&self) -> wasmtime::Result<PluginInstance> {
+    /// The limits its instances and sessions run under.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// A fresh instance with its own store and memory, counted in `live` while it exists.
+    pub async fn instantiate(&self, live: &Arc<Gauge>) -> wasmtime::Result<PluginInstance> {
+        let counted = live.enter();
         let mut store = Store::new(
             self.pre.engine(),
-            InstanceState::new(self.name.clone(), self.max_memory_bytes),
+            InstanceState::new(self.name.clone(), self.limits.max_memory_bytes),
         );
-        store.limiter(|state| state.limiter());
+        store.limiter(|state| &mut state.memory);
+        // Guest code reaches the meter at every epoch tick: it yields there, so it never holds
+        // a tokio worker, and sessions are measured against their CPU budgets.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut store| Ok(store.data_mut().cpu.on_epoch()));
+        store.call_hook(|mut store, hook| {
+            store.data_mut().cpu.on_call_hook(hook);
+            Ok(())
+        });
         let bindings = self.pre.instantiate_async(&mut store).await?;
-        Ok(PluginInstance { store, bindings })
+        Ok(PluginInstance {
+            store,
+            bindings,
+            _counted: counted,
+        })
     }
 }
 
@@ -166,6 +194,8 @@ impl LoadedPlugin {
 pub struct PluginInstance {
     pub(crate) store: Store<InstanceState>,
     pub(crate) bindings: bindings::Plugin,
+    /// Keeps the instance counted as live until it is dropped.
+    _counted: GaugeGuard,
 }
 
 impl PluginInstance {

@@ -5,9 +5,13 @@
 //! socket straight from the guest's buffer. Backpressure is the streams' own: the socket is only
 //! read when the guest reads, and a guest write only completes when the socket took the bytes.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use hyper::upgrade::Upgraded;
@@ -15,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Destination, Source, StreamConsumer, StreamProducer, StreamResult};
 
@@ -51,16 +56,64 @@ pub(crate) enum OutputEnd {
     ClientGone,
 }
 
+/// What the pump has seen of a session's traffic: when bytes last moved, and whether the
+/// client has closed its side.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    started: Instant,
+    /// Milliseconds after `started` when bytes last moved either way.
+    last_active_ms: AtomicU64,
+    client_closed: AtomicBool,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            client_closed: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_active_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// When bytes last moved either way.
+    pub(crate) fn last_active(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the client has closed (or reset) its side.
+    pub(crate) fn client_closed(&self) -> bool {
+        self.client_closed.load(Ordering::Relaxed)
+    }
+}
+
 /// Produces the client's bytes for the guest's `input` stream.
 pub(crate) struct ClientBytes {
     /// Bytes read by hyper beyond the request head; delivered before anything else.
     early: Bytes,
     reader: ClientReader,
+    activity: Arc<Activity>,
+    /// Completes when the host wants the guest's input to end (shutdown).
+    end_input: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl ClientBytes {
-    pub(crate) fn new(early: Bytes, reader: ClientReader) -> Self {
-        Self { early, reader }
+    pub(crate) fn new(
+        early: Bytes,
+        reader: ClientReader,
+        activity: Arc<Activity>,
+        end_input: CancellationToken,
+    ) -> Self {
+        Self {
+            early,
+            reader,
+            activity,
+            end_input: Box::pin(end_input.cancelled_owned()),
+        }
     }
 }
 
@@ -75,6 +128,9 @@ impl<D> StreamProducer<D> for ClientBytes {
         dst: Destination<'a, u8, Bytes>,
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
+        if self.end_input.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(StreamResult::Dropped));
+        }
         // A zero-length read asks "would a read succeed?". `AsyncRead` cannot answer without
         // reading, so say yes; the guest's next real read waits properly.
         if dst.remaining(&mut store) == Some(0) {
@@ -96,13 +152,18 @@ impl<D> StreamProducer<D> for ClientBytes {
                 let n = buf.filled().len();
                 if n == 0 {
                     // The client closed its side: end of the guest's input.
+                    self.activity.client_closed.store(true, Ordering::Relaxed);
                     return Poll::Ready(Ok(StreamResult::Dropped));
                 }
                 direct.mark_written(n);
+                self.activity.touch();
                 Poll::Ready(Ok(StreamResult::Completed))
             }
             // A reset connection is the same as a closed one to the guest: no more input.
-            Poll::Ready(Err(_)) => Poll::Ready(Ok(StreamResult::Dropped)),
+            Poll::Ready(Err(_)) => {
+                self.activity.client_closed.store(true, Ordering::Relaxed);
+                Poll::Ready(Ok(StreamResult::Dropped))
+            }
             Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
             Poll::Pending => Poll::Pending,
         }
@@ -113,6 +174,7 @@ impl<D> StreamProducer<D> for ClientBytes {
 /// when it is dropped.
 pub(crate) struct ClientSink {
     writer: ClientWriter,
+    activity: Arc<Activity>,
     /// A write went out but its flush has not finished yet.
     flush_pending: bool,
     /// How the output ended, reported once (on failure, or on drop).
@@ -122,9 +184,14 @@ pub(crate) struct ClientSink {
 
 impl ClientSink {
     /// A sink writing to `writer` that sends how the output ended on `ended`.
-    pub(crate) fn new(writer: ClientWriter, ended: oneshot::Sender<OutputEnd>) -> Self {
+    pub(crate) fn new(
+        writer: ClientWriter,
+        activity: Arc<Activity>,
+        ended: oneshot::Sender<OutputEnd>,
+    ) -> Self {
         Self {
             writer,
+            activity,
             flush_pending: false,
             end: OutputEnd::GuestClosed,
             ended: Some(ended),
@@ -201,6 +268,7 @@ impl<D> StreamConsumer<D> for ClientSink {
             Poll::Ready(Ok(0)) => self.client_gone(&io::ErrorKind::WriteZero.into()),
             Poll::Ready(Ok(n)) => {
                 src.mark_read(n);
+                self.activity.touch();
                 self.poll_flush(cx, finish)
             }
             Poll::Ready(Err(err)) => self.client_gone(&err),

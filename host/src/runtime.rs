@@ -1,12 +1,18 @@
 //! The wasmtime engine and linker every plugin shares: compiled once per host, configured for
 //! component-model async (the upgraded session's `stream<u8>`), with a pooling allocator sized
-//! from [`Limits`] so instantiation is cheap and the number of live instances is bounded.
+//! from [`Limits`] so instantiation is cheap and the number of live instances is bounded, and
+//! with epoch interruption driven by a ticker thread so guest code can be preempted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 use anyhow::{Context as _, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::Limits;
+use crate::cpu::EPOCH_TICK;
 use crate::state::InstanceState;
 
 /// Core instances a typical Rust component carries (its code plus the small shims
@@ -20,6 +26,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<InstanceState>,
     limits: Limits,
+    _ticker: EpochTicker,
 }
 
 impl Runtime {
@@ -34,6 +41,7 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
         Ok(Self {
+            _ticker: EpochTicker::start(engine.clone())?,
             engine,
             linker,
             limits: limits.clone(),
@@ -57,7 +65,7 @@ impl Runtime {
 }
 
 fn engine_config(limits: &Limits) -> Config {
-    let instances = limits.max_instances;
+    let instances = limits.max_instances();
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
@@ -66,13 +74,50 @@ fn engine_config(limits: &Limits) -> Config {
         // Every live instance may be suspended on its own fiber stack (an upgraded session
         // waiting for bytes), so there must be a stack per instance.
         .total_stacks(instances)
-        .max_memory_size(limits.max_memory_bytes);
+        .max_memory_size(limits.plugin.max_memory_bytes);
 
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .wasm_component_model_async(true)
         .concurrency_support(true)
+        .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("switchyard-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker thread")?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            // It wakes within one tick; a panic there has nothing left to clean up.
+            let _ = thread.join();
+        }
+    }
 }

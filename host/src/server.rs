@@ -1,5 +1,7 @@
 //! The listener: binds the address, loads the plugins folder and keeps it watched, accepts
-//! connections and serves each with hyper (HTTP/1.1 with upgrades) on its own task.
+//! connections and serves each with hyper (HTTP/1.1 with upgrades) on its own task, and shuts
+//! down gracefully: stop accepting, let requests and sessions finish up to the drain timeout,
+//! then close what is left.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,24 +13,32 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::config::HostConfig;
+use crate::admission::HostStats;
+use crate::config::{HostConfig, Limits};
 use crate::dispatch::Dispatcher;
 use crate::loader::Loader;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
+use crate::session::SessionHooks;
 use crate::watcher::{self, FolderWatch};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// hyper's smallest allowed read buffer; the header limit cannot go below it.
+const MIN_HEADER_BUFFER: usize = 8 * 1024;
 
 /// A bound, loaded host, ready to [`run`](Server::run_until).
 pub struct Server {
     listener: TcpListener,
     dispatcher: Arc<Dispatcher>,
-    /// hyper only enforces this when a timer is set, which `serve_connection` does.
-    header_read_timeout: Duration,
+    /// Every HTTP connection task (not yet upgraded), so shutdown can wait for them.
+    connections: TaskTracker,
+    /// Cancelled at shutdown: connections finish their request in flight, then close.
+    stop_connections: CancellationToken,
     /// Hot reload stays on as long as the server lives.
     _watch: FolderWatch,
 }
@@ -59,11 +69,23 @@ impl Server {
             listener,
             dispatcher: Arc::new(Dispatcher {
                 registry,
-                max_request_body: runtime.limits().max_request_body,
+                limits: runtime.limits().clone(),
+                stats: Arc::new(HostStats::default()),
+                sessions: SessionHooks::default(),
             }),
-            header_read_timeout: runtime.limits().header_read_timeout,
+            connections: TaskTracker::new(),
+            stop_connections: CancellationToken::new(),
             _watch: watch,
         })
+    }
+
+    /// Live counts of instances and sessions, for monitoring and tests.
+    pub fn stats(&self) -> Arc<HostStats> {
+        self.dispatcher.stats.clone()
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.dispatcher.limits
     }
 
     /// The address the server accepts connections on (useful with port 0).
@@ -73,8 +95,10 @@ impl Server {
             .expect("a bound listener has a local address")
     }
 
-    /// Accepts and serves connections until `shutdown` completes. Connections already being
-    /// served are left to finish on their own tasks.
+    /// Accepts and serves connections until `shutdown` completes, then shuts down gracefully:
+    /// requests in flight and live sessions get up to the drain timeout to finish, after which
+    /// sessions are closed (their plugins see the end of input first, so a WebSocket can send a
+    /// `1001 going away`). Returns once everything has ended.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "listening");
         tokio::pin!(shutdown);
@@ -91,7 +115,16 @@ impl Server {
                 () = &mut shutdown => break,
             }
         }
-        tracing::info!("stopped accepting connections");
+        let Self {
+            listener,
+            dispatcher,
+            connections,
+            stop_connections,
+            _watch,
+        } = self;
+        // Closing the socket turns new clients away at once instead of leaving them queued.
+        drop(listener);
+        drain(&dispatcher, &connections, &stop_connections).await;
         Ok(())
     }
 
@@ -102,18 +135,65 @@ impl Server {
         }
         let dispatcher = self.dispatcher.clone();
         let mut http = http1::Builder::new();
+        // hyper enforces the header read timeout only when a timer is set.
         http.timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout);
+            .header_read_timeout(self.limits().header_read_timeout)
+            .max_buf_size(self.limits().max_header_bytes.max(MIN_HEADER_BUFFER));
+        let stop = self.stop_connections.clone();
         let connection = async move {
             let service = service_fn(move |request| dispatcher.clone().serve(request));
-            if let Err(err) = http
+            let connection = http
                 .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await
-            {
+                .with_upgrades();
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                // Cancel safety: the connection future is polled again below, not dropped.
+                result = connection.as_mut() => result,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
                 tracing::debug!(%peer, "connection ended with an error: {err}");
             }
         };
-        tokio::spawn(connection.in_current_span());
+        self.connections.spawn(connection.in_current_span());
     }
+}
+
+/// Lets requests in flight and sessions finish for up to the drain timeout, then closes the
+/// sessions still live.
+async fn drain(
+    dispatcher: &Dispatcher,
+    connections: &TaskTracker,
+    stop_connections: &CancellationToken,
+) {
+    let drain_timeout = dispatcher.limits.drain_timeout;
+    let sessions = &dispatcher.sessions;
+    let live = dispatcher.stats.live_sessions();
+    tracing::info!(
+        live_sessions = live,
+        "stopped accepting connections; draining for up to {drain_timeout:?}"
+    );
+    stop_connections.cancel();
+    connections.close();
+    sessions.tracker.close();
+    let drained = tokio::time::timeout(drain_timeout, async {
+        connections.wait().await;
+        sessions.tracker.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        let live = dispatcher.stats.live_sessions();
+        tracing::info!(
+            live_sessions = live,
+            "drain timeout passed; closing live sessions"
+        );
+        sessions.shutdown.cancel();
+        // Sessions end within their shutdown grace; connections still reading a request
+        // head are simply dropped with the runtime.
+        sessions.tracker.wait().await;
+    }
+    tracing::info!("shut down");
 }

@@ -1,97 +1,250 @@
 //! An upgraded session: once hyper has switched the connection, the client's bytes are piped
 //! into the `upgrade` export of the same instance that answered `handle`, and its output back to
-//! the client, until the guest drops its output, the client goes away, or the guest traps.
+//! the client, until one of the ends in [`SessionEnd`] — each logged with its reason.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use wasmtime::component::StreamReader;
 
+use crate::admission::SessionPermit;
 use crate::bindings;
+use crate::config::PluginLimits;
+use crate::cpu::CpuExceeded;
 use crate::plugin::{LoadedPlugin, PluginInstance};
-use crate::pump::{self, ClientBytes, ClientSink, OutputEnd};
+use crate::pump::{self, Activity, ClientBytes, ClientSink, OutputEnd};
 
-/// Which request a session belongs to, for its log lines.
-pub(crate) struct SessionLabel {
-    /// The plugin version that accepted the upgrade; held so it outlives a reload.
-    pub(crate) plugin: Arc<LoadedPlugin>,
-    /// The request's path and query.
-    pub(crate) path: String,
+/// After shutdown ends a session's input, how long the plugin has to say goodbye (a WebSocket
+/// close frame) before the connection is dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// How the server keeps track of sessions: to wait for them, and to end them at shutdown.
+#[derive(Clone, Default)]
+pub(crate) struct SessionHooks {
+    /// Every session task, so shutdown can wait for them to finish.
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when the drain timeout has passed: live sessions are then closed.
+    pub(crate) shutdown: CancellationToken,
 }
 
-/// How a session ended.
+impl SessionHooks {
+    /// Runs `session` on its own task, tracked.
+    pub(crate) fn spawn(&self, session: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(session);
+    }
+}
+
+/// What a session needs besides its instance.
+pub(crate) struct SessionContext {
+    /// The plugin version that accepted the upgrade; held so it outlives a reload.
+    pub(crate) plugin: Arc<LoadedPlugin>,
+    /// The request's path and query, for log lines.
+    pub(crate) path: String,
+    /// The session's slot; freed when the session ends.
+    pub(crate) _permit: SessionPermit,
+    /// Cancelled when the host shuts down and the drain timeout has passed.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Why a session ended.
 #[derive(Debug)]
 enum SessionEnd {
-    /// The guest dropped its output stream.
+    /// The plugin dropped its output stream on its own.
     GuestFinished,
-    /// Writing to the client failed.
+    /// The client closed its side, and the plugin then finished.
+    ClientClosed,
+    /// Writing to the client failed: it reset the connection or vanished.
     ClientGone,
+    /// The connection was never handed over in time.
+    HandshakeTimeout,
+    /// No bytes either way for the idle timeout.
+    Idle(Duration),
+    /// The session reached its maximum length.
+    MaxDuration(Duration),
+    /// The guest used up a CPU budget and was interrupted.
+    Cpu(CpuExceeded),
+    /// The guest asked for more memory than its limit, then trapped.
+    Memory,
+    /// The guest trapped.
+    Trap(anyhow::Error),
+    /// The host shut down.
+    Shutdown,
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::GuestFinished => f.write_str("plugin closed it"),
+            Self::ClientClosed => f.write_str("client closed it"),
+            Self::ClientGone => f.write_str("client went away"),
+            Self::HandshakeTimeout => f.write_str("upgrade handshake timed out"),
+            Self::Idle(after) => write!(f, "idle for {after:?}"),
+            Self::MaxDuration(after) => write!(f, "reached its maximum length of {after:?}"),
+            Self::Cpu(CpuExceeded::SessionBudget) => f.write_str("CPU budget used up"),
+            Self::Cpu(CpuExceeded::RunLimit) => {
+                f.write_str("CPU limit per wake-up exceeded (plugin stuck in a loop?)")
+            }
+            Self::Memory => f.write_str("memory limit reached"),
+            Self::Trap(trap) => write!(f, "plugin trapped in upgrade: {trap:#}"),
+            Self::Shutdown => f.write_str("host shutting down"),
+        }
+    }
 }
 
 /// Waits for hyper to hand over the connection, then runs the guest's session to its end.
 pub(crate) async fn run(
-    instance: PluginInstance,
-    request: bindings::Request,
-    on_upgrade: OnUpgrade,
-    label: SessionLabel,
-) {
-    let plugin = &label.plugin;
-    let upgraded = match on_upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(err) => {
-            tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %label.path, "connection closed before the upgrade completed: {err}");
-            return;
-        }
-    };
-    let started = Instant::now();
-    tracing::debug!(plugin = %plugin.name(), version = %plugin.version(), path = %label.path, "session started");
-    match drive(instance, request, pump::split(upgraded)).await {
-        Ok(end) => tracing::info!(
-            plugin = %plugin.name(),
-            version = %plugin.version(),
-            path = %label.path,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "session ended: {}",
-            match end {
-                SessionEnd::GuestFinished => "plugin closed it",
-                SessionEnd::ClientGone => "client went away",
-            }
-        ),
-        Err(trap) => tracing::error!(
-            plugin = %plugin.name(),
-            version = %plugin.version(),
-            path = %label.path,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "session ended: plugin trapped in upgrade: {trap:#}"
-        ),
-    }
-}
-
-/// Calls `upgrade` with the client's bytes and pipes its output to the client until the output
-/// ends. Dropping the store afterwards frees the instance and its pool slot, and closes the
-/// connection.
-async fn drive(
     mut instance: PluginInstance,
     request: bindings::Request,
-    (early, reader, writer): (bytes::Bytes, pump::ClientReader, pump::ClientWriter),
-) -> anyhow::Result<SessionEnd> {
+    on_upgrade: OnUpgrade,
+    context: SessionContext,
+) {
+    let plugin = &context.plugin;
+    let limits = plugin.limits().clone();
+    let started = Instant::now();
+    let end = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
+        Ok(Ok(upgraded)) => {
+            let (early, reader, writer) = pump::split(upgraded);
+            let activity = Arc::new(Activity::new());
+            let io = SessionIo {
+                early,
+                reader,
+                writer,
+                activity,
+            };
+            drive(&mut instance, request, io, &limits, &context.shutdown).await
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(plugin = %plugin.name(), path = %context.path, "upgrade failed: {err}");
+            SessionEnd::ClientGone
+        }
+        Err(_elapsed) => SessionEnd::HandshakeTimeout,
+    };
+    let cpu_ms = instance.store.data().cpu.spent().as_millis() as u64;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (plugin_name, version, path) = (plugin.name(), plugin.version(), &context.path);
+    match &end {
+        SessionEnd::GuestFinished
+        | SessionEnd::ClientClosed
+        | SessionEnd::ClientGone
+        | SessionEnd::Shutdown => {
+            tracing::info!(plugin = %plugin_name, version = %version, path = %path, duration_ms, cpu_ms, "session ended: {end}")
+        }
+        SessionEnd::HandshakeTimeout | SessionEnd::Idle(_) | SessionEnd::MaxDuration(_) => {
+            tracing::warn!(plugin = %plugin_name, version = %version, path = %path, duration_ms, cpu_ms, "session ended: {end}")
+        }
+        SessionEnd::Cpu(_) | SessionEnd::Memory | SessionEnd::Trap(_) => {
+            tracing::error!(plugin = %plugin_name, version = %version, path = %path, duration_ms, cpu_ms, "session ended: {end}")
+        }
+    }
+    // Dropping the instance here frees its pool slot and closes the connection; dropping the
+    // context frees the session slot.
+}
+
+/// The connection's halves and what the pump records about them.
+struct SessionIo {
+    early: bytes::Bytes,
+    reader: pump::ClientReader,
+    writer: pump::ClientWriter,
+    activity: Arc<Activity>,
+}
+
+/// Calls `upgrade` with the client's bytes and pipes its output to the client until the
+/// session ends one way or another.
+async fn drive(
+    instance: &mut PluginInstance,
+    request: bindings::Request,
+    io: SessionIo,
+    limits: &PluginLimits,
+    shutdown: &CancellationToken,
+) -> SessionEnd {
     let exports = instance.bindings.switchyard_plugin_handler().clone();
     instance
         .store
-        .run_concurrent(async move |accessor| -> anyhow::Result<SessionEnd> {
-            let input = accessor
-                .with(|mut store| StreamReader::new(&mut store, ClientBytes::new(early, reader)))?;
+        .data_mut()
+        .cpu
+        .start_session(limits.session_cpu_budget, limits.run_cpu_limit);
+    let end_input = CancellationToken::new();
+    let outcome = instance
+        .store
+        .run_concurrent(async |accessor| -> anyhow::Result<SessionEnd> {
+            let producer =
+                ClientBytes::new(io.early, io.reader, io.activity.clone(), end_input.clone());
+            let input = accessor.with(|mut store| StreamReader::new(&mut store, producer))?;
             let output = exports.call_upgrade(accessor, request, input).await?;
-            let (ended_tx, ended_rx) = oneshot::channel();
-            accessor
-                .with(|mut store| output.pipe(&mut store, ClientSink::new(writer, ended_tx)))?;
-            // The guest's session keeps running inside `run_concurrent` while we wait here.
-            Ok(match ended_rx.await {
-                Ok(OutputEnd::ClientGone) => SessionEnd::ClientGone,
-                Ok(OutputEnd::GuestClosed) | Err(_) => SessionEnd::GuestFinished,
+            let (ended_tx, mut ended_rx) = oneshot::channel();
+            let sink = ClientSink::new(io.writer, io.activity.clone(), ended_tx);
+            accessor.with(|mut store| output.pipe(&mut store, sink))?;
+            // The guest's session keeps running inside `run_concurrent` while this waits.
+            Ok(tokio::select! {
+                // Cancel safety: a oneshot receiver polled again loses nothing.
+                ended = &mut ended_rx => output_end(ended, &io.activity),
+                end = watch_time_limits(&io.activity, limits) => end,
+                () = shutdown.cancelled() => {
+                    // End the guest's input so it can finish politely (the SDK's WebSocket
+                    // sends a 1001 close), then stop waiting after a grace period.
+                    end_input.cancel();
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, ended_rx).await;
+                    SessionEnd::Shutdown
+                }
             })
         })
-        .await?
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|inner| inner);
+    match outcome {
+        Ok(end) => end,
+        Err(trap) => {
+            let state = instance.store.data();
+            if let Some(exceeded) = state.cpu.exceeded() {
+                SessionEnd::Cpu(exceeded)
+            } else if state.memory.refused {
+                SessionEnd::Memory
+            } else {
+                SessionEnd::Trap(trap)
+            }
+        }
+    }
+}
+
+/// Names how the output stream ended.
+fn output_end(
+    ended: Result<OutputEnd, oneshot::error::RecvError>,
+    activity: &Activity,
+) -> SessionEnd {
+    match ended {
+        Ok(OutputEnd::ClientGone) => SessionEnd::ClientGone,
+        Ok(OutputEnd::GuestClosed) | Err(_) if activity.client_closed() => SessionEnd::ClientClosed,
+        Ok(OutputEnd::GuestClosed) | Err(_) => SessionEnd::GuestFinished,
+    }
+}
+
+/// Resolves when the session has been idle for too long or has lasted too long.
+async fn watch_time_limits(activity: &Activity, limits: &PluginLimits) -> SessionEnd {
+    let max_duration = async {
+        match limits.max_session_duration {
+            Some(max) => {
+                tokio::time::sleep(max).await;
+                SessionEnd::MaxDuration(max)
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let idle = async {
+        loop {
+            let idle_until = activity.last_active() + limits.idle_timeout;
+            if Instant::now() >= idle_until {
+                return SessionEnd::Idle(limits.idle_timeout);
+            }
+            tokio::time::sleep_until(idle_until.into()).await;
+        }
+    };
+    tokio::select! {
+        end = max_duration => end,
+        end = idle => end,
+    }
 }

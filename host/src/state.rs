@@ -1,12 +1,13 @@
 //! The per-instance state a plugin's store carries: its WASI context (no files, environment,
-//! arguments or network), its resource table, and its memory limit.
+//! arguments or network), its resource table, its memory limit and its CPU meter.
 
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::cpu::CpuMeter;
 use crate::guest_log::{GuestLog, GuestStream};
 
 /// Data owned by one plugin instance's store.
@@ -16,8 +17,10 @@ pub struct InstanceState {
     wasi: WasiCtx,
     /// Handles to host resources (streams, WASI objects) the guest holds.
     table: ResourceTable,
-    /// Caps the guest's linear memory; growth past it fails inside the guest.
-    limits: StoreLimits,
+    /// Caps the guest's linear memory and remembers whether it ever said no.
+    pub(crate) memory: MemoryLimiter,
+    /// Guest CPU time, for the session budgets.
+    pub(crate) cpu: CpuMeter,
 }
 
 impl InstanceState {
@@ -31,19 +34,17 @@ impl InstanceState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(max_memory_bytes)
-            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            memory: MemoryLimiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(max_memory_bytes)
+                    .build(),
+                refused: false,
+            },
+            cpu: CpuMeter::default(),
         }
-    }
-
-    /// The limiter wasmtime consults whenever the guest grows memory or tables.
-    pub fn limiter(&mut self) -> &mut StoreLimits {
-        &mut self.limits
     }
 }
 
@@ -53,5 +54,35 @@ impl WasiView for InstanceState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// wasmtime's store limits, plus a note of whether a memory growth was refused, so that the
+/// trap that usually follows can be reported as "memory limit" rather than a plain trap.
+pub(crate) struct MemoryLimiter {
+    limits: StoreLimits,
+    /// Set once the guest asked for more memory than its limit.
+    pub(crate) refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
     }
 }

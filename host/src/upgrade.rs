@@ -58,6 +58,16 @@ pub(crate) enum UpgradeRefused {
         /// What the client offered.
         offered: String,
     },
+    /// The operator did not allow this plugin that protocol.
+    #[error(
+        "the plugin chose protocol {chosen:?}, which its settings do not allow (allowed: {allowed})"
+    )]
+    NotAllowed {
+        /// What the plugin chose.
+        chosen: String,
+        /// What its `allowed_upgrades` lists.
+        allowed: String,
+    },
     /// A header is not valid HTTP.
     #[error("invalid upgrade answer: {0}")]
     Invalid(#[from] InvalidAnswer),
@@ -66,6 +76,7 @@ pub(crate) enum UpgradeRefused {
 /// Builds the `101` response for `upgrade`, or says why it cannot be sent.
 pub(crate) fn accept(
     offer: Option<&ClientOffer>,
+    allowed: Option<&[String]>,
     upgrade: ProtocolUpgrade,
 ) -> Result<Response<Body>, UpgradeRefused> {
     let offer = offer.ok_or(UpgradeRefused::NotRequested)?;
@@ -82,6 +93,16 @@ pub(crate) fn accept(
         return Err(UpgradeRefused::NotOffered {
             chosen: (*unoffered).to_owned(),
             offered: offer.protocols.join(", "),
+        });
+    }
+    if let Some(allowed) = allowed
+        && let Some(forbidden) = chosen
+            .iter()
+            .find(|protocol| !allowed.iter().any(|ok| ok.eq_ignore_ascii_case(protocol)))
+    {
+        return Err(UpgradeRefused::NotAllowed {
+            chosen: (*forbidden).to_owned(),
+            allowed: allowed.join(", "),
         });
     }
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -134,27 +155,37 @@ mod tests {
     #[test]
     fn only_an_offered_protocol_with_101_is_accepted() {
         let offered = offer(&[("connection", "upgrade"), ("upgrade", "websocket")]);
-        let response = accept(offered.as_ref(), upgrade_to("websocket", None)).unwrap();
+        let response = accept(offered.as_ref(), None, upgrade_to("websocket", None)).unwrap();
         assert_eq!(response.status(), 101);
         assert_eq!(response.headers()["connection"], "upgrade");
         assert_eq!(
-            accept(None, upgrade_to("websocket", None)).unwrap_err(),
+            accept(None, None, upgrade_to("websocket", None)).unwrap_err(),
             UpgradeRefused::NotRequested
         );
         assert!(matches!(
-            accept(offered.as_ref(), upgrade_to("h2c", None)).unwrap_err(),
+            accept(offered.as_ref(), None, upgrade_to("h2c", None)).unwrap_err(),
             UpgradeRefused::NotOffered { .. }
         ));
         assert_eq!(
-            accept(offered.as_ref(), upgrade_to("websocket", Some(200))).unwrap_err(),
+            accept(offered.as_ref(), None, upgrade_to("websocket", Some(200))).unwrap_err(),
             UpgradeRefused::Status(200)
         );
+        let allowed = ["kv/1".to_owned()];
+        assert!(matches!(
+            accept(
+                offered.as_ref(),
+                Some(&allowed),
+                upgrade_to("websocket", None)
+            )
+            .unwrap_err(),
+            UpgradeRefused::NotAllowed { .. }
+        ));
         let no_protocol = ProtocolUpgrade {
             status: None,
             headers: vec![],
         };
         assert_eq!(
-            accept(offered.as_ref(), no_protocol).unwrap_err(),
+            accept(offered.as_ref(), None, no_protocol).unwrap_err(),
             UpgradeRefused::NoProtocol
         );
     }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use switchyard_host::{HostConfig, Limits, Runtime, Server};
+use switchyard_host::{HostConfig, HostStats, Limits, Runtime, Server};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::{built_plugin, logs};
@@ -33,7 +34,10 @@ pub struct TestHost {
     /// Marker found in every log line this host writes.
     log_marker: String,
     dir: tempfile::TempDir,
+    stats: Arc<HostStats>,
     stop: Option<oneshot::Sender<()>>,
+    /// The serving task; it ends once a stopped host has drained.
+    serving: Option<JoinHandle<()>>,
 }
 
 impl TestHost {
@@ -49,19 +53,50 @@ impl TestHost {
 
     /// Starts a host serving whatever `dir` already holds.
     pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        Self::start_with(dir, None).await
+    }
+
+    /// Starts a host with the named built plugins, `(name, toml)` sidecars beside them, and
+    /// host-wide `limits` (which need an engine of their own; `None` shares the default one).
+    pub async fn start_configured(
+        plugins: &[&str],
+        sidecars: &[(&str, &str)],
+        limits: Option<Limits>,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("creating a plugins folder");
+        for name in plugins {
+            std::fs::copy(built_plugin(name), dir.path().join(format!("{name}.wasm")))
+                .expect("copying a built plugin");
+        }
+        for (name, toml) in sidecars {
+            std::fs::write(dir.path().join(format!("{name}.toml")), toml)
+                .expect("writing a sidecar");
+        }
+        Self::start_with(dir, limits).await
+    }
+
+    async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {
         logs::install();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("test_host", id);
         let mut config = HostConfig::new(dir.path(), "127.0.0.1:0".parse().expect("an address"));
         config.reload_debounce = TEST_RELOAD_DEBOUNCE;
-        let server = Server::start(config, shared_runtime())
+        let runtime = match limits {
+            Some(limits) => {
+                config.limits = limits;
+                Arc::new(Runtime::new(&config.limits).expect("creating a runtime"))
+            }
+            None => shared_runtime(),
+        };
+        let server = Server::start(config, runtime)
             .instrument(span.clone())
             .await
             .expect("starting the host");
         let addr = server.local_addr();
+        let stats = server.stats();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(
+        let serving = tokio::spawn(
             async move {
                 let shutdown = async {
                     let _ = stopped.await;
@@ -74,7 +109,39 @@ impl TestHost {
             addr,
             log_marker: format!("test_host{{id={id}}}"),
             dir,
+            stats,
             stop: Some(stop),
+            serving: Some(serving),
+        }
+    }
+
+    /// Live instance and session counts.
+    pub fn stats(&self) -> &HostStats {
+        &self.stats
+    }
+
+    /// Waits until no plugin instance or session is alive any more, failing after `within`:
+    /// every slot an attack took must come back.
+    pub async fn wait_until_idle(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.stats.live_instances() > 0 || self.stats.live_sessions() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still live after {within:?}: {} instances, {} sessions",
+                self.stats.live_instances(),
+                self.stats.live_sessions()
+            );
+            tokio::time::sleep(LOG_POLL_INTERVAL).await;
+        }
+    }
+
+    /// Shuts the host down as SIGTERM would and waits until it has drained.
+    pub async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.expect("the serving task panicked");
         }
     }
 

@@ -5,10 +5,13 @@
 //! - [`host`]: [`TestHost`], one running host per test with its own plugins folder.
 //! - [`logs`]: captures every log line, so a test can assert what the host reported.
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
+//! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
+//!   the host, and the process's memory use.
 
 pub mod client;
 pub mod host;
 pub mod logs;
+pub mod probe;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ use std::mem;
 
 use tungstenite::error::ProtocolError;
 use tungstenite::protocol::Role;
+use tungstenite::protocol::frame::Frame;
 
 use super::memory::Buffers;
 use super::{CloseCode, CloseFrame, Config, Error, Message, Utf8Bytes, default_config};
@@ -171,11 +172,25 @@ impl<T: Transport> WebSocket<T> {
     /// Ends the connection after tungstenite reported `error` while reading.
     async fn finish(&mut self, error: Error) -> Option<Result<Message, Error>> {
         self.finished = true;
+        if let Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) = &error {
+            // The input ended without a close frame: the client closed its side, or the host
+            // is shutting down and ended it. Say goodbye if the other side still listens; it
+            // is not an error of this connection.
+            // tungstenite has already marked the connection terminated and would refuse to
+            // queue a close, so the frame is written directly (unmasked, as servers send).
+            let frame = CloseFrame {
+                code: CloseCode::Away,
+                reason: Utf8Bytes::from_static("going away"),
+            };
+            let outbound = &mut self.protocol.get_mut().outbound;
+            if Frame::close(Some(frame)).format(outbound).is_ok() {
+                let _ = self.send_queued().await;
+            }
+            return None;
+        }
         let close = match &error {
-            // The close handshake completed, or the client closed the byte stream.
-            Error::ConnectionClosed
-            | Error::AlreadyClosed
-            | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+            // The close handshake completed.
+            Error::ConnectionClosed | Error::AlreadyClosed => None,
             Error::Capacity(_) => Some((CloseCode::Size, "message too big")),
             Error::Utf8(_) => Some((CloseCode::Invalid, "invalid UTF-8")),
             Error::Protocol(_) => Some((CloseCode::Protocol, "protocol error")),

@@ -3,6 +3,7 @@
 
 mod faults;
 mod http;
+mod limits;
 mod raw_upgrade;
 mod reload;
 mod websocket;

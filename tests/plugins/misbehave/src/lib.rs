@@ -1,14 +1,52 @@
 //! Test-only plugin that breaks the contract in chosen ways, so the host's defences can be
 //! tested. Not shipped.
 //!
-//! The last path segment of `/misbehave/<case>` picks the behaviour; see `Case`. Cases that
-//! upgrade use the token `x-test`. Build with
+//! The last path segment of `/misbehave/<case>` picks the behaviour; an unknown case answers
+//! 404. Cases that upgrade use the token `x-test`, so the client must send
+//! `Connection: upgrade` and `Upgrade: x-test`. Build with
 //! `cargo build --release --target wasm32-wasip2 -p misbehave`.
+//!
+//! Contract breaches, which the host must refuse or contain:
+//!
+//! - `ok`: 200 `ok`.
+//! - `trap-handle`: panics in `handle`; the host answers 500.
+//! - `upgrade-then-trap`: upgrades, then panics in the session once the first bytes arrived.
+//! - `bad-header-name`: a response header named `bad header`.
+//! - `bad-header-value`: a response header value containing `\n`.
+//! - `bad-status`: status 1000.
+//! - `upgrade-on-plain`: upgrades whatever the client asked for, even nothing; echoes.
+//! - `upgrade-wrong-token`: upgrades to `not-offered`, a token the client did not offer.
+//! - `upgrade-status-200`: upgrades with status 200 instead of 101.
+//! - `echo-raw`: upgrades and echoes raw bytes until the input ends.
+//! - `print`: writes a line to stdout and one to stderr, then 200.
+//!
+//! Hostile cases, which the host must survive with every other request and session unharmed
+//! (see the `hostile` and `sandbox` modules):
+//!
+//! - `loop-handle`: spins forever inside `handle`.
+//! - `loop-session`: upgrades, writes `spinning\n`, then spins forever without yielding.
+//! - `memory-handle`: allocates and touches 1 MiB blocks in `handle` until memory runs out.
+//! - `memory-session`: upgrades, writes `allocating\n`, then the same inside the session.
+//! - `flood`: upgrades and writes 64 KiB chunks until a write fails because the client left.
+//! - `slow-reader`: upgrades, writes `ready\n`, then never reads but stays alive, waiting.
+//! - `sandbox`: tries to read files, the environment, arguments, a TCP socket and DNS, and
+//!   answers 200 with one line per attempt.
+//! - `sleep-session`: upgrades, writes `idle\n`, then echoes like `echo-raw`.
+//! - `slow-handle`: sleeps about 200 ms on the clock (not spinning), then 200 `slept`.
+
+mod hostile;
+mod sandbox;
+
+use std::time::Duration;
 
 use switchyard_sdk::{Outgoing, Plugin, Request, Response, Session, Upgrade};
 
 /// The protocol token of the upgrading cases.
 const TEST_PROTOCOL: &str = "x-test";
+
+/// How long `slow-handle` sleeps: long enough to stand out from a quick answer (and to outlast
+/// a CPU deadline that wrongly counted wall time), short enough to keep tests quick.
+const SLOW_HANDLE_SLEEP: Duration = Duration::from_millis(200);
 
 /// What the plugin does for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +74,24 @@ enum Case {
     EchoRaw,
     /// Writes a line to stdout and one to stderr, then 200.
     Print,
+    /// Spins forever in `handle`, never returning to the host.
+    LoopHandle,
+    /// Upgrades to `x-test`, writes `spinning\n`, then spins forever without yielding.
+    LoopSession,
+    /// Allocates memory in `handle` until the host's limit makes it trap.
+    MemoryHandle,
+    /// Upgrades to `x-test`, writes `allocating\n`, then allocates until it traps.
+    MemorySession,
+    /// Upgrades to `x-test` and writes 64 KiB chunks until the client is gone.
+    Flood,
+    /// Upgrades to `x-test`, writes `ready\n`, then waits forever without reading its input.
+    SlowReader,
+    /// Probes files, environment, arguments and network, and answers 200 with the findings.
+    Sandbox,
+    /// Upgrades to `x-test`, writes `idle\n`, then echoes like [`Case::EchoRaw`].
+    SleepSession,
+    /// Sleeps on the clock for [`SLOW_HANDLE_SLEEP`], then 200 `slept`.
+    SlowHandle,
 }
 
 impl Case {
@@ -53,6 +109,15 @@ impl Case {
             "upgrade-status-200" => Self::UpgradeStatus200,
             "echo-raw" => Self::EchoRaw,
             "print" => Self::Print,
+            "loop-handle" => Self::LoopHandle,
+            "loop-session" => Self::LoopSession,
+            "memory-handle" => Self::MemoryHandle,
+            "memory-session" => Self::MemorySession,
+            "flood" => Self::Flood,
+            "slow-reader" => Self::SlowReader,
+            "sandbox" => Self::Sandbox,
+            "sleep-session" => Self::SleepSession,
+            "slow-handle" => Self::SlowHandle,
             _ => return None,
         };
         Some(case)
@@ -63,9 +128,14 @@ impl Case {
         match self {
             Self::Ok => Response::text(200, "ok").into(),
             Self::TrapHandle => panic!("misbehave: trap in handle, as asked"),
-            Self::UpgradeThenTrap | Self::UpgradeOnPlain | Self::EchoRaw => {
-                Upgrade::to(TEST_PROTOCOL).into()
-            }
+            Self::UpgradeThenTrap
+            | Self::UpgradeOnPlain
+            | Self::EchoRaw
+            | Self::LoopSession
+            | Self::MemorySession
+            | Self::Flood
+            | Self::SlowReader
+            | Self::SleepSession => Upgrade::to(TEST_PROTOCOL).into(),
             Self::BadHeaderName => Response::text(200, "bad header name")
                 .header("bad header", "x")
                 .into(),
@@ -79,6 +149,15 @@ impl Case {
                 println!("misbehave: a line on stdout");
                 eprintln!("misbehave: a line on stderr");
                 Response::text(200, "printed").into()
+            }
+            Self::LoopHandle => hostile::spin(),
+            Self::MemoryHandle => hostile::exhaust_memory(),
+            Self::Sandbox => Response::text(200, sandbox::report()).into(),
+            Self::SlowHandle => {
+                // On wasip2 this is a wasi:clocks wait that blocks in the host: the guest burns
+                // no CPU, which is what sets it apart from `loop-handle`.
+                std::thread::sleep(SLOW_HANDLE_SLEEP);
+                Response::text(200, "slept").into()
             }
         }
     }
@@ -94,14 +173,43 @@ impl Case {
                     buf.len()
                 );
             }
-            // The rest echo, so a test can see whether the host let the session through.
-            _ => {
-                while session.read(&mut buf).await > 0 {
-                    if session.write_all(std::mem::take(&mut buf)).await.is_err() {
-                        break;
-                    }
+            Self::LoopSession => {
+                // Spins whether or not the greeting got out: the attack is the point.
+                let _ = session.write_all("spinning\n").await;
+                hostile::spin();
+            }
+            Self::MemorySession => {
+                let _ = session.write_all("allocating\n").await;
+                hostile::exhaust_memory();
+            }
+            Self::Flood => {
+                let chunks = hostile::flood(&mut session).await;
+                // A trace in the host's log, so a test can tell the flood ended rather than hung.
+                eprintln!("misbehave: flood ended after {chunks} chunks, the client is gone");
+            }
+            Self::SlowReader => {
+                if session.write_all("ready\n").await.is_ok() {
+                    // Waits without reading and without spinning: the task stays parked in the
+                    // host while it still owns the session, so the input stream stays open.
+                    std::future::pending::<()>().await;
                 }
             }
+            Self::SleepSession => {
+                if session.write_all("idle\n").await.is_ok() {
+                    echo(&mut session, buf).await;
+                }
+            }
+            // The rest echo, so a test can see whether the host let the session through.
+            _ => echo(&mut session, buf).await,
+        }
+    }
+}
+
+/// Sends every byte the client sends back to it, until the input ends or the client is gone.
+async fn echo(session: &mut Session, mut buf: Vec<u8>) {
+    while session.read(&mut buf).await > 0 {
+        if session.write_all(std::mem::take(&mut buf)).await.is_err() {
+            break;
         }
     }
 }

@@ -1,0 +1,80 @@
+//! Admission and accounting: how many plugin instances and upgraded sessions are alive, and
+//! whether one more session may start. A full host or plugin answers `503` with `Retry-After`
+//! before any guest code runs, rather than failing later in an obscure way.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::gauge::{Gauge, GaugeGuard};
+use crate::plugin::LoadedPlugin;
+
+/// Live counts for the whole host; shared by every request and session.
+#[derive(Debug, Default)]
+pub struct HostStats {
+    /// Plugin instances alive (requests being handled plus sessions).
+    pub(crate) instances: Arc<Gauge>,
+    /// Upgraded sessions alive, host-wide.
+    pub(crate) sessions: Arc<Gauge>,
+    /// Upgraded sessions alive per plugin name; kept across reloads, since a plugin's limit is
+    /// about the plugin, not one version of its file.
+    per_plugin: Mutex<HashMap<String, Arc<Gauge>>>,
+}
+
+/// Why a session was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SessionRefused {
+    /// The host-wide session limit is reached.
+    #[error("the host-wide limit of {0} live sessions is reached")]
+    HostFull(u32),
+    /// This plugin's session limit is reached.
+    #[error("the plugin's limit of {0} live sessions is reached")]
+    PluginFull(u32),
+}
+
+/// A session slot, held for the session's whole life.
+#[derive(Debug)]
+pub(crate) struct SessionPermit {
+    _host: GaugeGuard,
+    _plugin: GaugeGuard,
+}
+
+impl HostStats {
+    /// Plugin instances alive now.
+    pub fn live_instances(&self) -> u32 {
+        self.instances.live()
+    }
+
+    /// Upgraded sessions alive now.
+    pub fn live_sessions(&self) -> u32 {
+        self.sessions.live()
+    }
+
+    /// Takes a session slot for `plugin`, if both the host and the plugin have one free.
+    pub(crate) fn admit_session(
+        &self,
+        plugin: &LoadedPlugin,
+        host_max: u32,
+    ) -> Result<SessionPermit, SessionRefused> {
+        let plugin_max = plugin.limits().max_sessions;
+        let plugin_gauge = self.plugin_gauge(plugin.name());
+        let host = self
+            .sessions
+            .try_enter(host_max)
+            .ok_or(SessionRefused::HostFull(host_max))?;
+        let plugin = plugin_gauge
+            .try_enter(plugin_max)
+            .ok_or(SessionRefused::PluginFull(plugin_max))?;
+        Ok(SessionPermit {
+            _host: host,
+            _plugin: plugin,
+        })
+    }
+
+    fn plugin_gauge(&self, name: &str) -> Arc<Gauge> {
+        let mut gauges = self
+            .per_plugin
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        gauges.entry(name.to_owned()).or_default().clone()
+    }
+}

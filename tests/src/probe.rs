@@ -1,0 +1,97 @@
+//! Measuring the host while it is attacked: [`EchoProbe`] keeps one WebSocket session to the
+//! `echo` plugin round-tripping small messages and records every round trip, and [`rss_bytes`]
+//! reads this process's resident memory (the host runs in the test process).
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::TestHost;
+
+/// Pause between the probe's round trips.
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A WebSocket session to `/echo` that round-trips a message every [`PROBE_INTERVAL`].
+pub struct EchoProbe {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Vec<Duration>>,
+}
+
+/// What the probe saw.
+#[derive(Debug)]
+pub struct ProbeReport {
+    /// Round trips completed.
+    pub round_trips: usize,
+    /// The slowest round trip.
+    pub worst: Duration,
+    /// The median round trip.
+    pub median: Duration,
+}
+
+impl EchoProbe {
+    /// Opens the session and starts measuring. The host must serve `echo`.
+    pub async fn start(host: &TestHost) -> Self {
+        let (mut socket, _) = connect_async(host.ws_url("/echo"))
+            .await
+            .expect("the probe's WebSocket handshake");
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut round_trips = Vec::new();
+            for i in 0u64.. {
+                if stopped.try_recv().is_ok() {
+                    break;
+                }
+                let text = format!("probe {i}");
+                let sent = Instant::now();
+                socket
+                    .send(Message::text(text.clone()))
+                    .await
+                    .expect("probe send");
+                let echoed = socket
+                    .next()
+                    .await
+                    .expect("the probe's session stayed open")
+                    .expect("a valid frame");
+                round_trips.push(sent.elapsed());
+                assert_eq!(echoed, Message::text(text), "the probe got a wrong echo");
+                tokio::time::sleep(PROBE_INTERVAL).await;
+            }
+            round_trips
+        });
+        Self { stop, task }
+    }
+
+    /// Stops measuring and reports.
+    pub async fn finish(self) -> ProbeReport {
+        let _ = self.stop.send(());
+        let mut round_trips = self.task.await.expect("the probe task panicked");
+        assert!(!round_trips.is_empty(), "the probe completed no round trip");
+        round_trips.sort();
+        ProbeReport {
+            round_trips: round_trips.len(),
+            worst: *round_trips.last().expect("not empty"),
+            median: round_trips[round_trips.len() / 2],
+        }
+    }
+}
+
+/// Resident memory of this process, in bytes (Linux `/proc/self/status`).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .expect("VmRSS in /proc/self/status")
+}

@@ -1,0 +1,318 @@
+//! Configurable limits: per-plugin settings from the sidecar's `[limits]` table and host-wide
+//! ones, each shown to hold (and to report why) through the real host.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use switchyard_host::Limits;
+use switchyard_tests::client::{RawConnection, get};
+use switchyard_tests::{TestHost, bounded};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+fn raw_upgrade(case: &str) -> Vec<u8> {
+    format!(
+        "GET /misbehave/{case} HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: x-test\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A silent session is closed after the idle timeout; one that keeps talking is not.
+#[tokio::test]
+async fn idle_sessions_are_closed_and_busy_ones_are_not() {
+    bounded(async {
+        let sidecar = "[limits]\nidle_timeout_ms = 400\n";
+        let host =
+            TestHost::start_configured(&["misbehave"], &[("misbehave", sidecar)], None).await;
+        let mut silent = RawConnection::open(host.addr, &raw_upgrade("sleep-session")).await;
+        let mut chatty = RawConnection::open(host.addr, &raw_upgrade("sleep-session")).await;
+        for conn in [&mut silent, &mut chatty] {
+            assert!(conn.read_head().await.starts_with("HTTP/1.1 101"));
+            assert_eq!(conn.read_line().await, "idle");
+        }
+        let started = Instant::now();
+        for i in 0..8 {
+            chatty.write(format!("ping {i}\n").as_bytes()).await;
+            assert_eq!(chatty.read_line().await, format!("ping {i}"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        silent.expect_closed().await;
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        host.wait_for_log(
+            &["plugin=misbehave", "session ended: idle for 400ms"],
+            LOG_WAIT,
+        )
+        .await;
+        chatty.write(b"still here\n").await;
+        assert_eq!(chatty.read_line().await, "still here");
+    })
+    .await;
+}
+
+/// A session that reaches its maximum length is closed and says so.
+#[tokio::test]
+async fn sessions_end_at_their_maximum_length() {
+    bounded(async {
+        let sidecar = "[limits]\nmax_session_secs = 1\n";
+        let host =
+            TestHost::start_configured(&["misbehave"], &[("misbehave", sidecar)], None).await;
+        let mut conn = RawConnection::open(host.addr, &raw_upgrade("sleep-session")).await;
+        conn.read_head().await;
+        let started = Instant::now();
+        conn.expect_closed().await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        host.wait_for_log(
+            &["session ended: reached its maximum length of 1s"],
+            LOG_WAIT,
+        )
+        .await;
+    })
+    .await;
+}
+
+/// Past a plugin's session limit, upgrades get `503` with `Retry-After`; a freed slot is
+/// usable again at once.
+#[tokio::test]
+async fn full_plugin_answers_503_with_retry_after() {
+    bounded(async {
+        let sidecar = "[limits]\nmax_sessions = 2\n";
+        let host =
+            TestHost::start_configured(&["misbehave"], &[("misbehave", sidecar)], None).await;
+        let mut first = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
+        let mut second = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
+        first.read_head().await;
+        second.read_head().await;
+        let offer = [("connection", "upgrade"), ("upgrade", "x-test")];
+        let refused = get(host.addr, "/misbehave/echo-raw", &offer).await;
+        assert_eq!(refused.status, 503);
+        assert_eq!(refused.headers["retry-after"], "1");
+        host.wait_for_log(&["upgrade refused", "limit of 2 live sessions"], LOG_WAIT)
+            .await;
+        // Plain requests do not need a session slot.
+        assert_eq!(get(host.addr, "/misbehave/ok", &[]).await.status, 200);
+
+        drop(first);
+        let deadline = Instant::now() + LOG_WAIT;
+        while host.stats().live_sessions() > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the closed session kept its slot"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut third = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
+        assert!(third.read_head().await.starts_with("HTTP/1.1 101"));
+        third.write(b"ok").await;
+        assert_eq!(third.read_exact(2).await, b"ok");
+    })
+    .await;
+}
+
+/// The host-wide session limit holds across plugins.
+#[tokio::test]
+async fn full_host_answers_503() {
+    bounded(async {
+        let limits = Limits {
+            max_sessions: 1,
+            ..Limits::default()
+        };
+        let host = TestHost::start_configured(&["misbehave", "kv"], &[], Some(limits)).await;
+        let mut only = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
+        only.read_head().await;
+        let reply = get(
+            host.addr,
+            "/kv",
+            &[("connection", "upgrade"), ("upgrade", "kv/1")],
+        )
+        .await;
+        assert_eq!(reply.status, 503);
+        host.wait_for_log(&["host-wide limit of 1 live sessions"], LOG_WAIT)
+            .await;
+    })
+    .await;
+}
+
+/// A plugin may only switch to the protocols its settings allow.
+#[tokio::test]
+async fn upgrades_outside_the_allow_list_are_refused() {
+    bounded(async {
+        let sidecar = "[limits]\nallowed_upgrades = [\"websocket\"]\n";
+        let host =
+            TestHost::start_configured(&["misbehave"], &[("misbehave", sidecar)], None).await;
+        let offer = [("connection", "upgrade"), ("upgrade", "x-test")];
+        let reply = get(host.addr, "/misbehave/echo-raw", &offer).await;
+        assert_eq!(reply.status, 502);
+        host.wait_for_log(
+            &["which its settings do not allow (allowed: websocket)"],
+            LOG_WAIT,
+        )
+        .await;
+        host.wait_until_idle(LOG_WAIT).await;
+    })
+    .await;
+}
+
+/// Oversized request heads get `431`, long targets `414`, large bodies `413`.
+#[tokio::test]
+async fn oversized_requests_get_4xx() {
+    bounded(async {
+        let limits = Limits {
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 1024,
+            max_request_body: 1024,
+            ..Limits::default()
+        };
+        let host = TestHost::start_configured(&["hello"], &[], Some(limits)).await;
+        let big_header = "x".repeat(32 * 1024);
+        assert_eq!(
+            get(host.addr, "/hello", &[("x-big", &big_header)])
+                .await
+                .status,
+            431
+        );
+        let long_path = format!("/hello/{}", "a".repeat(2000));
+        assert_eq!(get(host.addr, &long_path, &[]).await.status, 414);
+        let mut conn = RawConnection::open(
+            host.addr,
+            b"POST /hello HTTP/1.1\r\nhost: t\r\ncontent-length: 5000\r\n\r\n",
+        )
+        .await;
+        conn.write(&[b'z'; 5000]).await;
+        assert!(conn.read_head().await.starts_with("HTTP/1.1 413"));
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+    })
+    .await;
+}
+
+/// A client that never finishes its request head is cut off after the header timeout.
+#[tokio::test]
+async fn slow_request_heads_time_out() {
+    bounded(async {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let host = TestHost::start_configured(&["hello"], &[], Some(limits)).await;
+        let mut stream = tokio::net::TcpStream::connect(host.addr).await.unwrap();
+        stream
+            .write_all(b"GET /hello HTTP/1.1\r\nhost: t\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        // hyper answers 408 and closes; reading to the end shows both.
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection stayed open");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        let text = String::from_utf8_lossy(&rest);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+/// A `handle` that sleeps (instead of spinning) within its deadline is served normally; one
+/// over the deadline gets `504`.
+#[tokio::test]
+async fn handle_deadline_is_wall_time() {
+    bounded(async {
+        let generous = "[limits]\nhandle_timeout_ms = 2000\n";
+        let host =
+            TestHost::start_configured(&["misbehave"], &[("misbehave", generous)], None).await;
+        assert_eq!(
+            get(host.addr, "/misbehave/slow-handle", &[]).await.text(),
+            "slept"
+        );
+        let tight = "[limits]\nhandle_timeout_ms = 100\n";
+        let host = TestHost::start_configured(&["misbehave"], &[("misbehave", tight)], None).await;
+        assert_eq!(
+            get(host.addr, "/misbehave/slow-handle", &[]).await.status,
+            504
+        );
+        host.wait_for_log(&["path=/misbehave/slow-handle", "deadline"], LOG_WAIT)
+            .await;
+        host.wait_until_idle(LOG_WAIT).await;
+    })
+    .await;
+}
+
+/// A client that closes its sending side (half-close) still gets everything the plugin sends
+/// back; the session then ends as closed by the client.
+#[tokio::test]
+async fn client_half_close_behaves_like_tcp() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave"]).await;
+        let mut stream = tokio::net::TcpStream::connect(host.addr).await.unwrap();
+        stream.write_all(&raw_upgrade("echo-raw")).await.unwrap();
+        stream.write_all(b"last words").await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut all))
+            .await
+            .expect("the host closed the connection")
+            .unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+        assert!(text.ends_with("last words"), "{text}");
+        host.wait_for_log(
+            &["plugin=misbehave", "session ended: client closed it"],
+            LOG_WAIT,
+        )
+        .await;
+    })
+    .await;
+}
+
+/// Graceful shutdown: new connections are refused, a live WebSocket session gets the drain
+/// time, then a `1001 going away` close, and the host finishes.
+#[tokio::test]
+async fn shutdown_drains_then_closes_sessions_with_1001() {
+    bounded(async {
+        let limits = Limits {
+            drain_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let mut host = TestHost::start_configured(&["echo"], &[], Some(limits)).await;
+        let (mut client, _) = connect_async(host.ws_url("/echo")).await.unwrap();
+        client.send(Message::text("before")).await.unwrap();
+        assert_eq!(
+            client.next().await.unwrap().unwrap(),
+            Message::text("before")
+        );
+
+        let started = Instant::now();
+        host.shut_down().await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300),
+            "stopped before the drain time: {took:?}"
+        );
+        assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+        match client.next().await {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+            other => panic!("expected a 1001 close, got {other:?}"),
+        }
+        host.wait_for_log(&["session ended: host shutting down"], LOG_WAIT)
+            .await;
+        assert!(
+            tokio::net::TcpStream::connect(host.addr).await.is_err(),
+            "still accepting"
+        );
+    })
+    .await;
+}
