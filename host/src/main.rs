@@ -1,5 +1,6 @@
 //! The `switchyard` command: serves the plugins in a folder over HTTP.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,6 +125,7 @@ impl LimitArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -143,34 +145,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve(args) = cli.command;
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     tokio.block_on(async {
+        let stop = stop_signal()?;
         let mut config = HostConfig::new(args.plugins, args.listen);
         config.limits = args.limits.into_limits();
         let runtime = Arc::new(Runtime::new(&config.limits)?);
         let server = Server::start(config, runtime).await?;
-        server.run_until(stop_signal()).await
+        server.run_until(stop).await
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-async fn stop_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => Some(signal),
-            Err(err) => {
-                tracing::warn!("cannot listen for SIGTERM: {err}");
-                None
-            }
-        };
-    let terminated = async {
-        match terminate.as_mut() {
-            Some(signal) => {
-                signal.recv().await;
-            }
-            None => std::future::pending().await,
+/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed before the future is
+/// returned, so a signal that arrives while the host is still starting is not missed.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("Ctrl-C received; shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received; shutting down"),
-        () = terminated => tracing::info!("SIGTERM received; shutting down"),
-    }
+    })
 }

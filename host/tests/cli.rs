@@ -65,3 +65,57 @@ fn taken_address_fails_clearly() {
         "{stderr}"
     );
 }
+
+/// SIGTERM stops the host gracefully: it stops accepting, drains, and exits with status 0.
+#[test]
+fn sigterm_shuts_down_cleanly_with_status_zero() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let plugins = tempfile::tempdir().unwrap();
+    let mut host = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--drain-timeout-ms",
+            "200",
+        ])
+        .arg("--plugins")
+        .arg(plugins.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting switchyard");
+    let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("listening"))
+        .expect("the host logged where it listens");
+    assert!(listening.contains("addr=127.0.0.1:"), "{listening}");
+    let pid = nix::unistd::Pid::from_raw(host.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = host.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|line| line.contains("SIGTERM received")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter().any(|line| line.contains("shut down")),
+        "{rest:?}"
+    );
+}
