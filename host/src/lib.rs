@@ -16,6 +16,7 @@
 //! - `loader` and `watcher`: loading the plugins folder and hot reload.
 //! - [`plugin`]: one compiled plugin version and its instances.
 //! - [`runtime`]: the shared wasmtime engine (pooling allocator) and linker.
+//! - [`cache`]: compiled plugins kept on disk between loads.
 //! - `state` and `guest_log`: per-instance sandbox state; guest stdout/stderr into the log.
 //! - `bindings`: the WIT contract as Rust types.
 
@@ -23,6 +24,7 @@
 pub mod admission;
 #[allow(missing_docs)]
 pub mod bindings;
+pub mod cache;
 pub mod config;
 mod cpu;
 mod dispatch;

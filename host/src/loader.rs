@@ -91,6 +91,7 @@ impl Loader {
             }
         };
         let (version, route) = (plugin.version().to_owned(), plugin.route().to_owned());
+        let origin = plugin.origin();
         match self.registry.insert(plugin) {
             Ok(Some(previous)) => tracing::info!(
                 plugin = %name,
@@ -100,7 +101,7 @@ impl Loader {
                 "plugin reloaded; sessions on the previous version run on until they end"
             ),
             Ok(None) => {
-                tracing::info!(plugin = %name, version = %version, route = %route, "serving plugin")
+                tracing::info!(plugin = %name, version = %version, route = %route, artifact = %origin, "serving plugin")
             }
             Err(conflict) => {
                 tracing::error!(plugin = %name, file = %wasm_path.display(), "plugin not loaded: {conflict}")

@@ -41,6 +41,13 @@ struct ServeArgs {
     /// Address to accept HTTP connections on.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Folder for compiled plugins, so unchanged plugins load without recompiling
+    /// [default: $XDG_CACHE_HOME/switchyard, else ~/.cache/switchyard].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every plugin on every load; keep nothing on disk.
+    #[arg(long)]
+    no_cache: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -148,7 +155,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let stop = stop_signal()?;
         let mut config = HostConfig::new(args.plugins, args.listen);
         config.limits = args.limits.into_limits();
-        let runtime = Arc::new(Runtime::new(&config.limits)?);
+        let mut runtime = Runtime::new(&config.limits)?;
+        let cache_dir = match (args.no_cache, args.cache_dir) {
+            (true, _) => None,
+            (false, Some(dir)) => Some(dir),
+            (false, None) => switchyard_host::cache::default_cache_dir(),
+        };
+        if let Some(dir) = cache_dir {
+            runtime = runtime.with_artifact_cache(&dir)?;
+        }
+        let runtime = Arc::new(runtime);
         let server = Server::start(config, runtime).await?;
         server.run_until(stop).await
     })

@@ -10,6 +10,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use crate::bindings::{self, PluginPre};
+use crate::cache::Origin;
 use crate::config::PluginLimits;
 use crate::gauge::{Gauge, GaugeGuard};
 use crate::runtime::Runtime;
@@ -75,6 +76,8 @@ pub struct LoadedPlugin {
     /// Limits for its instances and sessions: the host's defaults with the sidecar's
     /// overrides.
     limits: PluginLimits,
+    /// Whether it was compiled now or came from the compiled-artifact cache.
+    origin: Origin,
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -105,11 +108,15 @@ impl LoadedPlugin {
                 message,
             })?;
         let name = plugin_name(wasm_path);
-        let component =
-            Component::new(runtime.engine(), &bytes).map_err(|source| LoadError::Compile {
-                path: wasm_path.to_owned(),
-                source: source.into(),
-            })?;
+        let version = version_id(&bytes);
+        let compiled = match runtime.artifact_cache() {
+            Some(cache) => cache.component(runtime.engine(), &bytes, &version),
+            None => Component::new(runtime.engine(), &bytes).map(|c| (c, Origin::Compiled)),
+        };
+        let (component, origin) = compiled.map_err(|source| LoadError::Compile {
+            path: wasm_path.to_owned(),
+            source: source.into(),
+        })?;
         let contract_error = |source: wasmtime::Error| LoadError::Contract {
             path: wasm_path.to_owned(),
             source: source.into(),
@@ -122,7 +129,8 @@ impl LoadedPlugin {
         Ok(Self {
             route: settings.route.clone().unwrap_or_else(|| format!("/{name}")),
             name: name.into(),
-            version: version_id(&bytes),
+            version,
+            origin,
             source: wasm_path.to_owned(),
             settings,
             pre,
@@ -158,6 +166,11 @@ impl LoadedPlugin {
         };
         version_id(&bytes) == self.version
             && read_settings(wasm_path).is_ok_and(|settings| settings == self.settings)
+    }
+
+    /// Whether it was compiled for this load or taken from the compiled-artifact cache.
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// The limits its instances and sessions run under.

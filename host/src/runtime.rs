@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::cache::ArtifactCache;
 use crate::config::Limits;
 use crate::cpu::EPOCH_TICK;
 use crate::state::InstanceState;
@@ -26,6 +27,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<InstanceState>,
     limits: Limits,
+    /// Compiled plugins kept on disk, if enabled.
+    cache: Option<ArtifactCache>,
     _ticker: EpochTicker,
 }
 
@@ -45,7 +48,19 @@ impl Runtime {
             engine,
             linker,
             limits: limits.clone(),
+            cache: None,
         })
+    }
+
+    /// Keeps compiled plugins in `dir`, so unchanged plugins load without recompiling.
+    pub fn with_artifact_cache(mut self, dir: &std::path::Path) -> Result<Self> {
+        self.cache = Some(ArtifactCache::open(dir, &self.engine)?);
+        Ok(self)
+    }
+
+    /// The compiled-plugin cache, if enabled.
+    pub fn artifact_cache(&self) -> Option<&ArtifactCache> {
+        self.cache.as_ref()
     }
 
     /// The engine plugins are compiled for.

@@ -4,9 +4,11 @@
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
+/// Runs `switchyard <args> --no-cache` (tests keep nothing in the user's cache folder).
 fn switchyard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
+        .arg("--no-cache")
         .output()
         .expect("running switchyard")
 }
@@ -84,6 +86,7 @@ fn sigterm_shuts_down_cleanly_with_status_zero() {
         ])
         .arg("--plugins")
         .arg(plugins.path())
+        .arg("--no-cache")
         .stdout(Stdio::piped())
         .spawn()
         .expect("starting switchyard");

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real host on `127.0.0.1:0`, plugins compiled from source by the build
 //! script, and real clients (hyper, tokio-tungstenite, raw TCP).
 
+mod cache;
 mod faults;
 mod http;
 mod limits;
