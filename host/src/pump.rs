@@ -99,6 +99,8 @@ pub(crate) struct ClientBytes {
     activity: Arc<Activity>,
     /// Completes when the host wants the guest's input to end (shutdown).
     end_input: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Told once the guest's input is finished: ended, or dropped by the guest.
+    input_done: Option<oneshot::Sender<()>>,
 }
 
 impl ClientBytes {
@@ -107,12 +109,32 @@ impl ClientBytes {
         reader: ClientReader,
         activity: Arc<Activity>,
         end_input: CancellationToken,
+        input_done: oneshot::Sender<()>,
     ) -> Self {
         Self {
             early,
             reader,
             activity,
             end_input: Box::pin(end_input.cancelled_owned()),
+            input_done: Some(input_done),
+        }
+    }
+
+    /// The guest's input has ended: no more bytes will be produced.
+    fn ended(&mut self) -> Poll<wasmtime::Result<StreamResult>> {
+        if let Some(done) = self.input_done.take() {
+            // The session may have stopped listening already; nothing to tell then.
+            let _ = done.send(());
+        }
+        Poll::Ready(Ok(StreamResult::Dropped))
+    }
+}
+
+impl Drop for ClientBytes {
+    fn drop(&mut self) {
+        // wasmtime drops the producer when the guest drops its input stream.
+        if let Some(done) = self.input_done.take() {
+            let _ = done.send(());
         }
     }
 }
@@ -129,7 +151,7 @@ impl<D> StreamProducer<D> for ClientBytes {
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
         if self.end_input.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(StreamResult::Dropped));
+            return self.ended();
         }
         // A zero-length read asks "would a read succeed?". `AsyncRead` cannot answer without
         // reading, so say yes; the guest's next real read waits properly.
@@ -153,7 +175,7 @@ impl<D> StreamProducer<D> for ClientBytes {
                 if n == 0 {
                     // The client closed its side: end of the guest's input.
                     self.activity.client_closed.store(true, Ordering::Relaxed);
-                    return Poll::Ready(Ok(StreamResult::Dropped));
+                    return self.ended();
                 }
                 direct.mark_written(n);
                 self.activity.touch();
@@ -162,7 +184,7 @@ impl<D> StreamProducer<D> for ClientBytes {
             // A reset connection is the same as a closed one to the guest: no more input.
             Poll::Ready(Err(_)) => {
                 self.activity.client_closed.store(true, Ordering::Relaxed);
-                Poll::Ready(Ok(StreamResult::Dropped))
+                self.ended()
             }
             Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
             Poll::Pending => Poll::Pending,

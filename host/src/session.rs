@@ -172,8 +172,14 @@ async fn drive(
     let outcome = instance
         .store
         .run_concurrent(async |accessor| -> anyhow::Result<SessionEnd> {
-            let producer =
-                ClientBytes::new(io.early, io.reader, io.activity.clone(), end_input.clone());
+            let (input_done_tx, mut input_done_rx) = oneshot::channel();
+            let producer = ClientBytes::new(
+                io.early,
+                io.reader,
+                io.activity.clone(),
+                end_input.clone(),
+                input_done_tx,
+            );
             let input = accessor.with(|mut store| StreamReader::new(&mut store, producer))?;
             let output = exports.call_upgrade(accessor, request, input).await?;
             let (ended_tx, mut ended_rx) = oneshot::channel();
@@ -182,7 +188,7 @@ async fn drive(
             // The guest's session keeps running inside `run_concurrent` while this waits.
             Ok(tokio::select! {
                 // Cancel safety: a oneshot receiver polled again loses nothing.
-                ended = &mut ended_rx => output_end(ended, &io.activity),
+                ended = output_then_input(&mut ended_rx, &mut input_done_rx) => output_end(ended, &io.activity),
                 end = watch_time_limits(&io.activity, limits) => end,
                 () = shutdown.cancelled() => {
                     // End the guest's input so it can finish politely (the SDK's WebSocket
@@ -209,6 +215,20 @@ async fn drive(
             }
         }
     }
+}
+
+/// Waits for the guest's output to end. A guest that closes its output while still holding its
+/// input has half-closed the connection (the client got a FIN and may go on sending): the
+/// session then lasts until the input is finished too, as with TCP.
+async fn output_then_input(
+    output_ended: &mut oneshot::Receiver<OutputEnd>,
+    input_done: &mut oneshot::Receiver<()>,
+) -> Result<OutputEnd, oneshot::error::RecvError> {
+    let ended = output_ended.await;
+    if matches!(ended, Ok(OutputEnd::GuestClosed)) {
+        let _ = input_done.await;
+    }
+    ended
 }
 
 /// Names how the output stream ended.

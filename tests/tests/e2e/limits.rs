@@ -278,6 +278,36 @@ async fn client_half_close_behaves_like_tcp() {
     .await;
 }
 
+/// A plugin that closes its sending side (half-close) sends the client a FIN but goes on
+/// reading what the client still sends, until the client closes too.
+#[tokio::test]
+async fn plugin_half_close_behaves_like_tcp() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave"]).await;
+        let mut stream = tokio::net::TcpStream::connect(host.addr).await.unwrap();
+        stream.write_all(&raw_upgrade("half-close")).await.unwrap();
+        let mut from_plugin = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut from_plugin))
+            .await
+            .expect("the plugin's side ended")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&from_plugin).ends_with("bye\n"));
+        stream.write_all(b"after your FIN").await.unwrap();
+        stream.shutdown().await.unwrap();
+        host.wait_for_log(&["read after half-close: after your FIN"], LOG_WAIT)
+            .await;
+        host.wait_for_log(
+            &[
+                "path=/misbehave/half-close",
+                "session ended: client closed it",
+            ],
+            LOG_WAIT,
+        )
+        .await;
+    })
+    .await;
+}
+
 /// Graceful shutdown: new connections are refused, a live WebSocket session gets the drain
 /// time, then a `1001 going away` close, and the host finishes.
 #[tokio::test]

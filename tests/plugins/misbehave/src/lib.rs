@@ -19,6 +19,8 @@
 //! - `upgrade-status-200`: upgrades with status 200 instead of 101.
 //! - `echo-raw`: upgrades and echoes raw bytes until the input ends.
 //! - `print`: writes a line to stdout and one to stderr, then 200.
+//! - `half-close`: upgrades, writes `bye\n`, drops its writing half, then reads until the
+//!   input ends and logs on stderr what it read after closing its side.
 //!
 //! Hostile cases, which the host must survive with every other request and session unharmed
 //! (see the `hostile` and `sandbox` modules):
@@ -92,6 +94,8 @@ enum Case {
     SleepSession,
     /// Sleeps on the clock for [`SLOW_HANDLE_SLEEP`], then 200 `slept`.
     SlowHandle,
+    /// Upgrades to `x-test`, writes `bye\n`, closes its writing half, keeps reading.
+    HalfClose,
 }
 
 impl Case {
@@ -118,6 +122,7 @@ impl Case {
             "sandbox" => Self::Sandbox,
             "sleep-session" => Self::SleepSession,
             "slow-handle" => Self::SlowHandle,
+            "half-close" => Self::HalfClose,
             _ => return None,
         };
         Some(case)
@@ -135,7 +140,8 @@ impl Case {
             | Self::MemorySession
             | Self::Flood
             | Self::SlowReader
-            | Self::SleepSession => Upgrade::to(TEST_PROTOCOL).into(),
+            | Self::SleepSession
+            | Self::HalfClose => Upgrade::to(TEST_PROTOCOL).into(),
             Self::BadHeaderName => Response::text(200, "bad header name")
                 .header("bad header", "x")
                 .into(),
@@ -198,6 +204,16 @@ impl Case {
                 if session.write_all("idle\n").await.is_ok() {
                     echo(&mut session, buf).await;
                 }
+            }
+            Self::HalfClose => {
+                let (mut reader, mut writer) = session.into_parts();
+                let _ = writer.write_all("bye\n").await;
+                drop(writer);
+                while reader.read(&mut buf).await > 0 {}
+                eprintln!(
+                    "misbehave: read after half-close: {}",
+                    String::from_utf8_lossy(&buf)
+                );
             }
             // The rest echo, so a test can see whether the host let the session through.
             _ => echo(&mut session, buf).await,
