@@ -95,3 +95,13 @@ pub fn rss_bytes() -> u64 {
         .map(|kib| kib * 1024)
         .expect("VmRSS in /proc/self/status")
 }
+
+/// Raises this process's open-file limit to its hard limit, for tests that hold thousands of
+/// connections (each is two descriptors here: the client's and the in-process host's).
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        // If the hard limit cannot be applied the test will report what fails.
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}

@@ -74,6 +74,7 @@ async fn slowloris_is_cut_off() {
 async fn a_thousand_half_requests() {
     let _serial = ONE_AT_A_TIME.lock().await;
     bounded(async {
+        switchyard_tests::probe::raise_open_file_limit();
         let host = host().await;
         under_attack(&host, "1,000 half requests", 1, |_| async {
             let mut waiting = Vec::new();
