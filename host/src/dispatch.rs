@@ -17,7 +17,7 @@ use crate::admission::HostStats;
 use crate::bindings::{self, Outgoing};
 use crate::config::Limits;
 use crate::guest_response::{self, Body, host_response};
-use crate::plugin::LoadedPlugin;
+use crate::plugin::{LoadedPlugin, PluginInstance};
 use crate::registry::Registry;
 use crate::session::{self, SessionContext};
 use crate::upgrade::{self, ClientOffer, UpgradeRefused};
@@ -63,33 +63,43 @@ impl Dispatcher {
         let on_upgrade = hyper::upgrade::on(&mut request);
         let (parts, body) = request.into_parts();
         let path = path_with_query(&parts);
-        let body = match Limited::new(body, self.limits.max_request_body)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                return Ok(host_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!(
-                        "request body is larger than {} bytes",
-                        self.limits.max_request_body
-                    ),
-                ));
-            }
+        // Every line logged for this request, including its session and the guest's own
+        // output, names the plugin, its version and the path.
+        let span = tracing::info_span!(
+            "request",
+            plugin = %plugin.name(),
+            version = %plugin.version(),
+            path = %path,
+        );
+        let answered = async {
+            let body = match self.read_body(body).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            let offer = ClientOffer::from_request(&parts);
+            let request = guest_request(&parts, path, body);
+            self.answer(plugin, request, offer, on_upgrade).await
+        };
+        Ok(answered.instrument(span).await)
+    }
+
+    /// Reads the whole body, up to the limit.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Response<Body>> {
+        let max = self.limits.max_request_body;
+        match Limited::new(body, max).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(host_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body is larger than {max} bytes"),
+            )),
             Err(err) => {
-                tracing::debug!(plugin = %plugin.name(), path = %path, "reading the request body failed: {err}");
-                return Ok(host_response(
+                tracing::debug!("reading the request body failed: {err}");
+                Err(host_response(
                     StatusCode::BAD_REQUEST,
                     "could not read the request body",
-                ));
+                ))
             }
-        };
-        let offer = ClientOffer::from_request(&parts);
-        let guest_request = guest_request(&parts, path.clone(), body);
-        Ok(self
-            .answer(plugin, guest_request, offer, on_upgrade, path)
-            .await)
+        }
     }
 
     /// Runs the plugin's `handle` and turns its answer into the response.
@@ -99,14 +109,13 @@ impl Dispatcher {
         request: bindings::Request,
         offer: Option<ClientOffer>,
         on_upgrade: hyper::upgrade::OnUpgrade,
-        path: String,
     ) -> Response<Body> {
         // A client asking to upgrade needs a session slot; refuse before running guest code.
         let permit = match offer {
             Some(_) => match self.stats.admit_session(&plugin, self.limits.max_sessions) {
                 Ok(permit) => Some(permit),
                 Err(refused) => {
-                    tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "upgrade refused: {refused}");
+                    tracing::warn!("upgrade refused: {refused}");
                     return busy();
                 }
             },
@@ -115,42 +124,28 @@ impl Dispatcher {
         let mut instance = match plugin.instantiate(&self.stats.instances).await {
             Ok(instance) => instance,
             Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
-                tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "no free plugin instance: {err}");
+                tracing::warn!("no free plugin instance: {err}");
                 return busy();
             }
             Err(err) => {
-                tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "instantiating the plugin failed: {err:#}");
+                tracing::error!("instantiating the plugin failed: {err:#}");
                 return host_response(StatusCode::INTERNAL_SERVER_ERROR, "plugin failed");
             }
         };
-        let deadline = plugin.limits().handle_timeout;
-        let outgoing = match tokio::time::timeout(deadline, instance.handle(&request)).await {
-            Ok(Ok(outgoing)) => outgoing,
-            Ok(Err(trap)) => {
-                let reason = if instance.store.data().memory.refused {
-                    " (its memory limit was reached)"
-                } else {
-                    ""
-                };
-                tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin trapped in handle{reason}: {trap:#}");
-                return host_response(StatusCode::INTERNAL_SERVER_ERROR, "plugin failed");
-            }
-            Err(_elapsed) => {
-                tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin's handle ran past its {deadline:?} deadline and was stopped");
-                return host_response(StatusCode::GATEWAY_TIMEOUT, "plugin took too long");
-            }
+        let outgoing = match call_handle(&plugin, &mut instance, &request).await {
+            Ok(outgoing) => outgoing,
+            Err(response) => return response,
         };
         match outgoing {
-            Outgoing::Response(response) => match guest_response::into_http(response) {
-                Ok(response) => response,
-                Err(invalid) => {
-                    tracing::error!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "plugin returned an invalid response: {invalid}");
+            Outgoing::Response(response) => {
+                guest_response::into_http(response).unwrap_or_else(|invalid| {
+                    tracing::error!("plugin returned an invalid response: {invalid}");
                     host_response(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "plugin returned an invalid response",
                     )
-                }
-            },
+                })
+            }
             Outgoing::ProtocolUpgrade(upgrade) => {
                 let allowed = plugin.limits().allowed_upgrades.as_deref();
                 // `accept` succeeds only for a client that offered an upgrade, and such a
@@ -159,7 +154,6 @@ impl Dispatcher {
                     (Ok(switching), Some(permit)) => {
                         let context = SessionContext {
                             plugin,
-                            path,
                             _permit: permit,
                             shutdown: self.sessions.shutdown.clone(),
                         };
@@ -167,10 +161,42 @@ impl Dispatcher {
                         self.sessions.spawn(session.in_current_span());
                         switching
                     }
-                    (Ok(_), None) => bad_upgrade(&plugin, &path, UpgradeRefused::NotRequested),
-                    (Err(refused), _) => bad_upgrade(&plugin, &path, refused),
+                    (Ok(_), None) => bad_upgrade(UpgradeRefused::NotRequested),
+                    (Err(refused), _) => bad_upgrade(refused),
                 }
             }
+        }
+    }
+}
+
+/// Calls `handle` within the plugin's deadline; a trap or an overrun becomes the response to
+/// send instead.
+async fn call_handle(
+    plugin: &LoadedPlugin,
+    instance: &mut PluginInstance,
+    request: &bindings::Request,
+) -> Result<Outgoing, Response<Body>> {
+    let deadline = plugin.limits().handle_timeout;
+    match tokio::time::timeout(deadline, instance.handle(request)).await {
+        Ok(Ok(outgoing)) => Ok(outgoing),
+        Ok(Err(trap)) => {
+            let reason = if instance.store.data().memory.refused {
+                " (its memory limit was reached)"
+            } else {
+                ""
+            };
+            tracing::error!("plugin trapped in handle{reason}: {trap:#}");
+            Err(host_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "plugin failed",
+            ))
+        }
+        Err(_elapsed) => {
+            tracing::error!("plugin's handle ran past its {deadline:?} deadline and was stopped");
+            Err(host_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "plugin took too long",
+            ))
         }
     }
 }
@@ -186,8 +212,8 @@ fn busy() -> Response<Body> {
 }
 
 /// `502`: the plugin answered with an upgrade this client cannot be given.
-fn bad_upgrade(plugin: &LoadedPlugin, path: &str, refused: UpgradeRefused) -> Response<Body> {
-    tracing::warn!(plugin = %plugin.name(), version = %plugin.version(), path = %path, "upgrade refused: {refused}");
+fn bad_upgrade(refused: UpgradeRefused) -> Response<Body> {
+    tracing::warn!("upgrade refused: {refused}");
     host_response(
         StatusCode::BAD_GATEWAY,
         "plugin answered with an upgrade the client cannot take",

@@ -43,8 +43,6 @@ impl SessionHooks {
 pub(crate) struct SessionContext {
     /// The plugin version that accepted the upgrade; held so it outlives a reload.
     pub(crate) plugin: Arc<LoadedPlugin>,
-    /// The request's path and query, for log lines.
-    pub(crate) path: String,
     /// The session's slot; freed when the session ends.
     pub(crate) _permit: SessionPermit,
     /// Cancelled when the host shuts down and the drain timeout has passed.
@@ -119,26 +117,25 @@ pub(crate) async fn run(
             drive(&mut instance, request, io, &limits, &context.shutdown).await
         }
         Ok(Err(err)) => {
-            tracing::debug!(plugin = %plugin.name(), path = %context.path, "upgrade failed: {err}");
+            tracing::debug!("upgrade failed: {err}");
             SessionEnd::ClientGone
         }
         Err(_elapsed) => SessionEnd::HandshakeTimeout,
     };
     let cpu_ms = instance.store.data().cpu.spent().as_millis() as u64;
     let duration_ms = started.elapsed().as_millis() as u64;
-    let (plugin_name, version, path) = (plugin.name(), plugin.version(), &context.path);
     match &end {
         SessionEnd::GuestFinished
         | SessionEnd::ClientClosed
         | SessionEnd::ClientGone
         | SessionEnd::Shutdown => {
-            tracing::info!(plugin = %plugin_name, version = %version, path = %path, duration_ms, cpu_ms, "session ended: {end}")
+            tracing::info!(duration_ms, cpu_ms, "session ended: {end}")
         }
         SessionEnd::HandshakeTimeout | SessionEnd::Idle(_) | SessionEnd::MaxDuration(_) => {
-            tracing::warn!(plugin = %plugin_name, version = %version, path = %path, duration_ms, cpu_ms, "session ended: {end}")
+            tracing::warn!(duration_ms, cpu_ms, "session ended: {end}")
         }
         SessionEnd::Cpu(_) | SessionEnd::Memory | SessionEnd::Trap(_) => {
-            tracing::error!(plugin = %plugin_name, version = %version, path = %path, duration_ms, cpu_ms, "session ended: {end}")
+            tracing::error!(duration_ms, cpu_ms, "session ended: {end}")
         }
     }
     // Dropping the instance here frees its pool slot and closes the connection; dropping the
