@@ -1,0 +1,64 @@
+//! Where processes run: the load client on one core, every server on the other, so neither
+//! steals the other's CPU and the figures compare servers on equal footing. Also raises the
+//! open-file limit for the ten thousand idle sessions.
+
+use anyhow::Context as _;
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::unistd::Pid;
+
+/// The core the load client (this process) runs on.
+pub(crate) const CLIENT_CPU: usize = 0;
+/// The core every measured server runs on.
+pub(crate) const SERVER_CPU: usize = 1;
+
+/// Pins the calling thread, and so every thread it starts afterwards, to `cpu`. Call it first
+/// thing in a process, before any runtime starts its threads. Where `cpu` cannot be used (a
+/// one-core machine or container), falls back to CPU 0, so client and servers share it.
+pub(crate) fn pin_this_process(cpu: usize) -> anyhow::Result<usize> {
+    // The core count is not taken from `available_parallelism`: it honours the affinity mask a
+    // pinned parent passes down, and would always say 1 in a server.
+    match pin(cpu) {
+        Ok(()) => Ok(cpu),
+        Err(err) if cpu != 0 => {
+            eprintln!("warning: cannot pin to CPU {cpu} ({err:#}); using CPU 0");
+            pin(0).map(|()| 0)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+fn pin(cpu: usize) -> anyhow::Result<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu)
+        .with_context(|| format!("CPU {cpu} is out of range"))?;
+    // Pid 0 is the calling thread; threads inherit its mask when they are created.
+    sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("pinning to CPU {cpu}"))
+}
+
+/// CPUs online, whatever this process is pinned to.
+pub(crate) fn online_cpus() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| {
+            info.lines()
+                .filter(|line| line.starts_with("processor"))
+                .count()
+        })
+        .unwrap_or(0)
+        .max(1)
+}
+
+/// Raises the soft limit on open files to the hard limit. Servers inherit it, and the
+/// memory section keeps ten thousand sockets open on each side.
+pub(crate) fn raise_fd_limit() -> anyhow::Result<()> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading RLIMIT_NOFILE")?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising RLIMIT_NOFILE")?;
+    }
+    Ok(())
+}
+
+/// The soft limit on open files, to tell the user why a large section cannot run.
+pub(crate) fn fd_limit() -> u64 {
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft)
+}

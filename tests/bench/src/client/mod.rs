@@ -1,0 +1,25 @@
+//! The load client. Like the uWebSockets load tester, every connection keeps exactly one
+//! message (or request) in flight: send, wait for the answer, send again. The client runs on
+//! a single-threaded runtime pinned to its own core; connections are local tasks sharing one
+//! latency histogram.
+//!
+//! - `schedule`: the warm-up and measured window every load shares.
+//! - `stats`: the latency histogram and what is printed from it.
+//! - `ws`: WebSocket echo load and idle sessions; `frame`: the framing they need.
+//! - `http`: keep-alive GET load and one-off requests.
+
+mod frame;
+pub(crate) mod http;
+mod schedule;
+mod stats;
+pub(crate) mod ws;
+
+pub(crate) use schedule::Window;
+pub(crate) use stats::Summary;
+
+use std::time::Duration;
+
+/// Longest any single answer may take before the load fails instead of hanging.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest opening one connection (TCP and handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

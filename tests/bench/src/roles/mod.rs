@@ -1,0 +1,134 @@
+//! The server processes the benchmark measures. Each runs the benchmark's own binary again with
+//! a hidden role argument (or Node, through the `pin-exec` role), pinned to the server core,
+//! and prints the address it listens on as its first line of output.
+//!
+//! - `host`: Switchyard serving `echo` and `hello`.
+//! - `native-echo`: tokio-tungstenite echo, the physical limit for WebSocket echo.
+//! - `native-hello`: hyper answering what `hello` answers, the limit for plain HTTP.
+//! - `pin-exec`: pins itself, then becomes another program (Node's `ws` server).
+
+mod host;
+mod native_echo;
+mod native_hello;
+pub(crate) mod node;
+mod process;
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::Context as _;
+
+use crate::affinity;
+
+pub(crate) use process::ServerProcess;
+
+/// The hidden first argument that makes the binary run a role instead of the benchmark.
+pub(crate) const ROLE_ARG: &str = "__role";
+
+/// Session limit of every benchmarked host (host-wide and per plugin): room for the memory
+/// section's ten thousand sessions plus a margin. The same in every section, so all of them
+/// measure one configuration.
+const HOST_MAX_SESSIONS: u32 = 10_500;
+
+/// Starts the Switchyard host serving `plugins_dir`, without a compiled-plugin cache.
+pub(crate) fn start_host(plugins_dir: &std::path::Path) -> anyhow::Result<ServerProcess> {
+    start_host_with_cache(plugins_dir, None)
+}
+
+/// Starts the Switchyard host serving `plugins_dir`, keeping compiled plugins in `cache_dir`
+/// if one is given.
+pub(crate) fn start_host_with_cache(
+    plugins_dir: &std::path::Path,
+    cache_dir: Option<&std::path::Path>,
+) -> anyhow::Result<ServerProcess> {
+    let mut args = vec![
+        plugins_dir.as_os_str().to_owned(),
+        HOST_MAX_SESSIONS.to_string().into(),
+    ];
+    args.extend(cache_dir.map(|dir| dir.as_os_str().to_owned()));
+    ServerProcess::start_role("switchyard host", "host", &args)
+}
+
+/// Starts the native tokio-tungstenite echo server.
+pub(crate) fn start_native_echo() -> anyhow::Result<ServerProcess> {
+    ServerProcess::start_role("native echo", "native-echo", &[])
+}
+
+/// Starts the native hyper hello server.
+pub(crate) fn start_native_hello() -> anyhow::Result<ServerProcess> {
+    ServerProcess::start_role("native hello", "native-hello", &[])
+}
+
+/// Runs the role named by `args[0]` in this process (the child side). Never returns while the
+/// server is up; the parent kills it.
+pub(crate) fn run_role(args: &[String]) -> ExitCode {
+    let result = match args {
+        [role, rest @ ..] => run_named(role, rest),
+        [] => Err(anyhow::anyhow!("{ROLE_ARG} needs a role name")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("benchmark server role failed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_named(role: &str, args: &[String]) -> anyhow::Result<()> {
+    // If the benchmark dies without killing us (SIGKILL, a panic in Drop), go with it rather
+    // than linger holding a port and a core.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("asking to die with the parent")?;
+    if role == "pin-exec" {
+        return pin_exec(args);
+    }
+    affinity::pin_this_process(affinity::SERVER_CPU)?;
+    let runtime = server_runtime()?;
+    match (role, args) {
+        ("host", [dir, max_sessions, cache @ ..]) if cache.len() <= 1 => {
+            let max_sessions = max_sessions.parse().context("max sessions")?;
+            let cache = cache.first().map(PathBuf::from);
+            runtime.block_on(host::serve(PathBuf::from(dir), max_sessions, cache))
+        }
+        ("native-echo", []) => runtime.block_on(native_echo::serve()),
+        ("native-hello", []) => runtime.block_on(native_hello::serve()),
+        _ => anyhow::bail!("unknown role or arguments: {role} {args:?}"),
+    }
+}
+
+/// Every server gets the same runtime: tokio's multi-thread scheduler (what the host's own
+/// binary uses) with a single worker, since the process is pinned to a single core.
+fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the server's async runtime")
+}
+
+/// `pin-exec <cpu> <program> <args…>`: pins this process, then replaces it with `program`,
+/// which keeps the pinning (and the parent-death signal) across `exec`. This stands in for
+/// `taskset`, which is not on every machine, without `unsafe` `pre_exec` hooks.
+fn pin_exec(args: &[String]) -> anyhow::Result<()> {
+    let [cpu, program, rest @ ..] = args else {
+        anyhow::bail!("pin-exec needs <cpu> <program> [args…]");
+    };
+    affinity::pin_this_process(cpu.parse().context("pin-exec CPU")?)?;
+    let err = Command::new(program).args(rest).exec();
+    Err(err).with_context(|| format!("executing {program}"))
+}
+
+/// The arguments that make this binary run `program args…` pinned to the server core.
+pub(crate) fn pinned_command(program: &str, args: &[OsString]) -> anyhow::Result<Command> {
+    let mut command = Command::new(std::env::current_exe().context("finding this binary")?);
+    command
+        .arg(ROLE_ARG)
+        .arg("pin-exec")
+        .arg(affinity::SERVER_CPU.to_string())
+        .arg(program)
+        .args(args);
+    Ok(command)
+}

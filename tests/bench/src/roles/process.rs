@@ -1,0 +1,111 @@
+//! A running server process: started, asked for its address (its first line of output),
+//! measured through `/proc`, and killed when dropped, also when the benchmark fails halfway.
+
+use std::ffi::OsString;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use super::ROLE_ARG;
+
+/// Longest a server may take to print its address. The host compiles its plugins first, which
+/// takes well under a second; Node starts in a fraction of that.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A server process that is killed when this is dropped.
+pub(crate) struct ServerProcess {
+    name: String,
+    child: KillOnDrop,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Runs this binary in role `role` with `args`.
+    pub(crate) fn start_role(name: &str, role: &str, args: &[OsString]) -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe().context("finding this binary")?);
+        command.arg(ROLE_ARG).arg(role).args(args);
+        Self::start(name, command)
+    }
+
+    /// Spawns `command` and waits for the `host:port` it prints first.
+    pub(crate) fn start(name: &str, mut command: Command) -> anyhow::Result<Self> {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = KillOnDrop(
+            command
+                .spawn()
+                .with_context(|| format!("starting the {name} server"))?,
+        );
+        let stdout = child.0.stdout.take().context("the child's stdout")?;
+        let (first_line, ready) = mpsc::channel();
+        // A thread, so the wait can time out; it then drains the rest of the output so the
+        // server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = reader.read_line(&mut line).map(|_| line);
+            let _ = first_line.send(read);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = match ready.recv_timeout(READY_TIMEOUT) {
+            Ok(read) => read.with_context(|| format!("reading the {name} server's output"))?,
+            Err(_) => bail!("the {name} server printed no address within {READY_TIMEOUT:?}"),
+        };
+        let addr = line.trim().parse().map_err(|_| {
+            let status = child.0.try_wait().ok().flatten();
+            anyhow::anyhow!(
+                "the {name} server printed {:?} instead of its address (exit status: {status:?})",
+                line.trim()
+            )
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            addr,
+        })
+    }
+
+    /// Where it accepts connections.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its resident memory now (`VmRSS`), in bytes.
+    pub(crate) fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/status", self.child.0.id());
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .with_context(|| format!("no VmRSS line in {path}"))
+    }
+
+    /// Fails if the process has exited (it crashed or was killed by the kernel).
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
+        match self.child.0.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!("the {} server exited: {status}", self.name),
+            Err(err) => bail!("cannot check the {} server: {err}", self.name),
+        }
+    }
+}
+
+/// Owns the child process; kills and reaps it on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Killing an exited child fails harmlessly; wait reaps it either way.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
