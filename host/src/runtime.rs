@@ -19,6 +19,9 @@ use crate::state::InstanceState;
 /// Core instances a typical Rust component carries (its code plus the small shims
 /// `wasm-component-ld` adds); pool slots are reserved per plugin instance in this ratio.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 4;
+/// Bytes at the start of each pooled memory, table and fiber stack that are zeroed in place
+/// when a slot is reused, instead of being handed back to the kernel and faulted in again.
+const KEEP_RESIDENT_BYTES: usize = 128 << 10;
 /// Tables a typical Rust component carries, for the same reason.
 const TABLES_PER_COMPONENT: u32 = 3;
 
@@ -89,7 +92,10 @@ fn engine_config(limits: &Limits) -> Config {
         // Every live instance may be suspended on its own fiber stack (an upgraded session
         // waiting for bytes), so there must be a stack per instance.
         .total_stacks(instances)
-        .max_memory_size(limits.plugin.max_memory_bytes);
+        .max_memory_size(limits.plugin.max_memory_bytes)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES)
+        .async_stack_keep_resident(KEEP_RESIDENT_BYTES);
 
     let mut config = Config::new();
     config
