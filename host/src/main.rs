@@ -13,7 +13,8 @@ use switchyard_host::config::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDLE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_SESSIONS,
-    DEFAULT_MAX_URI_BYTES, DEFAULT_PLUGINS_DIR, DEFAULT_RUN_CPU_LIMIT, DEFAULT_SESSION_CPU_BUDGET,
+    DEFAULT_MAX_URI_BYTES, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE, DEFAULT_RUN_CPU_LIMIT,
+    DEFAULT_SESSION_CPU_BUDGET,
 };
 use switchyard_host::{HostConfig, Limits, PluginLimits, Runtime, Server};
 
@@ -48,6 +49,9 @@ struct ServeArgs {
     /// Compile every plugin on every load; keep nothing on disk.
     #[arg(long)]
     no_cache: bool,
+    /// Quiet time after a change in the plugins folder before it is re-read, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = millis(DEFAULT_RELOAD_DEBOUNCE))]
+    reload_debounce_ms: u64,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -155,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let stop = stop_signal()?;
         let mut config = HostConfig::new(args.plugins, args.listen);
         config.limits = args.limits.into_limits();
+        config.reload_debounce = Duration::from_millis(args.reload_debounce_ms);
         let mut runtime = Runtime::new(&config.limits)?;
         let cache_dir = match (args.no_cache, args.cache_dir) {
             (true, _) => None,
