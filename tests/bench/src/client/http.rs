@@ -55,13 +55,7 @@ pub(crate) async fn get_load(
             ))
         })
         .collect();
-    let mut result = Ok(());
-    for task in tasks {
-        let outcome = task.await.context("a GET connection's task panicked");
-        if result.is_ok() {
-            result = outcome.and_then(|inner| inner);
-        }
-    }
+    let result = super::join_connections(tasks, "a GET connection").await;
     for driver in drivers {
         driver.abort();
     }

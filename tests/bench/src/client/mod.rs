@@ -23,3 +23,22 @@ use std::time::Duration;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest opening one connection (TCP and handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits for every connection task and returns the first error any of them reported (all are
+/// awaited, so none is left running).
+async fn join_connections(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    what: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let mut result = Ok(());
+    for task in tasks {
+        let outcome = task
+            .await
+            .with_context(|| format!("{what}'s task panicked"));
+        if result.is_ok() {
+            result = outcome.and_then(|inner| inner);
+        }
+    }
+    result
+}

@@ -75,14 +75,7 @@ pub(crate) async fn echo_load(
             ))
         })
         .collect();
-    let mut result = Ok(());
-    for task in tasks {
-        let outcome = task.await.context("an echo connection's task panicked");
-        if result.is_ok() {
-            result = outcome.and_then(|inner| inner);
-        }
-    }
-    result?;
+    super::join_connections(tasks, "an echo connection").await?;
     let summary = latencies.borrow().summary(window)?;
     Ok(summary)
 }

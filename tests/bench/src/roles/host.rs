@@ -1,7 +1,6 @@
 //! The `host` role: Switchyard itself, in-process as its binary runs it, serving a plugins
 //! folder on `127.0.0.1:0`.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,8 +29,6 @@ pub(super) async fn serve(
     }
     let runtime = Arc::new(runtime);
     let server = Server::start(config, runtime).await?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "{}", server.local_addr())?;
-    stdout.flush()?;
+    super::announce(server.local_addr())?;
     server.run_until(std::future::pending()).await
 }

@@ -24,6 +24,22 @@ use crate::affinity;
 
 pub(crate) use process::ServerProcess;
 
+/// Tells the parent where this server listens: the first line on stdout is the address.
+fn announce(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{addr}")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Binds a loopback listener on a free port and announces it.
+async fn bind_announced() -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    announce(listener.local_addr()?)?;
+    Ok(listener)
+}
+
 /// The hidden first argument that makes the binary run a role instead of the benchmark.
 pub(crate) const ROLE_ARG: &str = "__role";
 

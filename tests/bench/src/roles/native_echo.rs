@@ -2,10 +2,8 @@
 //! physical limit the `echo` plugin is compared with. It is configured and batches the way the
 //! guest SDK does, so the comparison measures the sandbox, not different settings.
 
-use std::io::Write as _;
-
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// The guest SDK's read buffer (`switchyard_sdk::websocket::READ_BUFFER_SIZE`).
@@ -13,10 +11,7 @@ const READ_BUFFER_SIZE: usize = 4 * 1024;
 
 /// Serves until killed.
 pub(super) async fn serve() -> anyhow::Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "{}", listener.local_addr()?)?;
-    stdout.flush()?;
+    let listener = super::bind_announced().await?;
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {

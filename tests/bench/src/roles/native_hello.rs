@@ -2,7 +2,6 @@
 //! the physical limit for plain requests through the host.
 
 use std::convert::Infallible;
-use std::io::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,17 +11,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 
 /// The host's default header read timeout; set here too so both run hyper with a timer.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until killed.
 pub(super) async fn serve() -> anyhow::Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let mut stdout = std::io::stdout();
-    writeln!(stdout, "{}", listener.local_addr()?)?;
-    stdout.flush()?;
+    let listener = super::bind_announced().await?;
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
