@@ -27,16 +27,23 @@ const TARGET: f64 = 64.0 * 1024.0;
 /// Per-session stretch goal, in bytes.
 const STRETCH: f64 = 32.0 * 1024.0;
 
-/// What one server used.
+/// What one server used: RSS (the target's measure) and PSS (shared pages divided among
+/// their mappings), before and after the sessions opened.
 struct Figure {
     before: u64,
     after: u64,
+    pss_before: u64,
+    pss_after: u64,
     opened_in: Duration,
 }
 
 impl Figure {
     fn per_session(&self, sessions: usize) -> f64 {
         self.after.saturating_sub(self.before) as f64 / sessions as f64
+    }
+
+    fn pss_per_session(&self, sessions: usize) -> f64 {
+        self.pss_after.saturating_sub(self.pss_before) as f64 / sessions as f64
     }
 }
 
@@ -66,6 +73,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
             "per session",
             "target",
             "",
+            "PSS per session",
         ],
     );
     let host_per_session = host_figure.per_session(sessions);
@@ -83,6 +91,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     ));
     table.row(row("native", &native_figure, sessions, "", String::new()));
     table.note("stretch target: ≤ 32 KiB per session");
+    table.note("PSS counts the plugin's shared copy-on-write image once, not once per instance");
     table.print();
     Ok(())
 }
@@ -97,6 +106,7 @@ fn row(name: &str, figure: &Figure, sessions: usize, target: &str, verdict: Stri
         report::kib(figure.per_session(sessions)),
         target.to_owned(),
         verdict,
+        report::kib(figure.pss_per_session(sessions)),
     ]
 }
 
@@ -109,6 +119,7 @@ async fn measure(mut server: ServerProcess, path: &str, sessions: usize) -> anyh
     }
     tokio::time::sleep(SETTLE).await;
     let before = server.rss_bytes()?;
+    let pss_before = server.pss_bytes()?;
     let started = Instant::now();
     let open = ws::open_idle(server.addr(), path, sessions, BATCH).await;
     let opened_in = started.elapsed();
@@ -116,6 +127,7 @@ async fn measure(mut server: ServerProcess, path: &str, sessions: usize) -> anyh
     let open = open?;
     tokio::time::sleep(SETTLE).await;
     let after = server.rss_bytes()?;
+    let pss_after = server.pss_bytes()?;
     server.check_alive()?;
     // Kill the server before dropping ten thousand sockets: it then has nothing to clean up.
     drop(server);
@@ -123,6 +135,8 @@ async fn measure(mut server: ServerProcess, path: &str, sessions: usize) -> anyh
     Ok(Figure {
         before,
         after,
+        pss_before,
+        pss_after,
         opened_in,
     })
 }

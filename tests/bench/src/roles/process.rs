@@ -76,17 +76,28 @@ impl ServerProcess {
         self.addr
     }
 
-    /// Its resident memory now (`VmRSS`), in bytes.
+    /// Its resident memory now (`VmRSS`), in bytes. A page mapped several times (the plugin's
+    /// copy-on-write data image, shared by every instance) counts once per mapping.
     pub(crate) fn rss_bytes(&self) -> anyhow::Result<u64> {
-        let path = format!("/proc/{}/status", self.child.0.id());
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+        self.kib_field("status", "VmRSS:")
+    }
+
+    /// Its proportional set size (`Pss`), in bytes: each shared page divided among the
+    /// mappings that share it, which is what the memory really costs.
+    pub(crate) fn pss_bytes(&self) -> anyhow::Result<u64> {
+        self.kib_field("smaps_rollup", "Pss:")
+    }
+
+    /// Reads the `field` line (in kB) of `/proc/<pid>/<file>`, in bytes.
+    fn kib_field(&self, file: &str, field: &str) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/{file}", self.child.0.id());
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|value| value.trim().strip_suffix("kB"))
             .and_then(|kib| kib.trim().parse::<u64>().ok())
             .map(|kib| kib * 1024)
-            .with_context(|| format!("no VmRSS line in {path}"))
+            .with_context(|| format!("no {field} line in {path}"))
     }
 
     /// Fails if the process has exited (it crashed or was killed by the kernel).
