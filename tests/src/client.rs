@@ -67,6 +67,15 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Repl
     .await
 }
 
+/// A raw HTTP/1.1 request head asking the test plugin `misbehave` to run `case` and switch to
+/// its `x-test` protocol.
+pub fn misbehave_upgrade(case: &str) -> Vec<u8> {
+    format!(
+        "GET /misbehave/{case} HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: x-test\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// A raw TCP connection to the host.
 pub struct RawConnection {
     stream: TcpStream,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use switchyard_host::Limits;
-use switchyard_tests::client::{RawConnection, get};
+use switchyard_tests::client::{RawConnection, get, misbehave_upgrade};
 use switchyard_tests::{TestHost, bounded};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::connect_async;
@@ -14,13 +14,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
 
-fn raw_upgrade(case: &str) -> Vec<u8> {
-    format!(
-        "GET /misbehave/{case} HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: x-test\r\n\r\n"
-    )
-    .into_bytes()
-}
-
 /// A silent session is closed after the idle timeout; one that keeps talking is not.
 #[tokio::test]
 async fn idle_sessions_are_closed_and_busy_ones_are_not() {
@@ -28,8 +21,8 @@ async fn idle_sessions_are_closed_and_busy_ones_are_not() {
         let sidecar = "[limits]\nidle_timeout_ms = 400\n";
         let host =
             TestHost::start_configured(&["misbehave"], &[("misbehave", sidecar)], None).await;
-        let mut silent = RawConnection::open(host.addr, &raw_upgrade("sleep-session")).await;
-        let mut chatty = RawConnection::open(host.addr, &raw_upgrade("sleep-session")).await;
+        let mut silent = RawConnection::open(host.addr, &misbehave_upgrade("sleep-session")).await;
+        let mut chatty = RawConnection::open(host.addr, &misbehave_upgrade("sleep-session")).await;
         for conn in [&mut silent, &mut chatty] {
             assert!(conn.read_head().await.starts_with("HTTP/1.1 101"));
             assert_eq!(conn.read_line().await, "idle");
@@ -60,7 +53,7 @@ async fn sessions_end_at_their_maximum_length() {
         let sidecar = "[limits]\nmax_session_secs = 1\n";
         let host =
             TestHost::start_configured(&["misbehave"], &[("misbehave", sidecar)], None).await;
-        let mut conn = RawConnection::open(host.addr, &raw_upgrade("sleep-session")).await;
+        let mut conn = RawConnection::open(host.addr, &misbehave_upgrade("sleep-session")).await;
         conn.read_head().await;
         let started = Instant::now();
         conn.expect_closed().await;
@@ -86,8 +79,8 @@ async fn full_plugin_answers_503_with_retry_after() {
         let sidecar = "[limits]\nmax_sessions = 2\n";
         let host =
             TestHost::start_configured(&["misbehave"], &[("misbehave", sidecar)], None).await;
-        let mut first = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
-        let mut second = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
+        let mut first = RawConnection::open(host.addr, &misbehave_upgrade("echo-raw")).await;
+        let mut second = RawConnection::open(host.addr, &misbehave_upgrade("echo-raw")).await;
         first.read_head().await;
         second.read_head().await;
         let offer = [("connection", "upgrade"), ("upgrade", "x-test")];
@@ -108,7 +101,7 @@ async fn full_plugin_answers_503_with_retry_after() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let mut third = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
+        let mut third = RawConnection::open(host.addr, &misbehave_upgrade("echo-raw")).await;
         assert!(third.read_head().await.starts_with("HTTP/1.1 101"));
         third.write(b"ok").await;
         assert_eq!(third.read_exact(2).await, b"ok");
@@ -125,7 +118,7 @@ async fn full_host_answers_503() {
             ..Limits::default()
         };
         let host = TestHost::start_configured(&["misbehave", "kv"], &[], Some(limits)).await;
-        let mut only = RawConnection::open(host.addr, &raw_upgrade("echo-raw")).await;
+        let mut only = RawConnection::open(host.addr, &misbehave_upgrade("echo-raw")).await;
         only.read_head().await;
         let reply = get(
             host.addr,
@@ -258,7 +251,10 @@ async fn client_half_close_behaves_like_tcp() {
     bounded(async {
         let host = TestHost::start(&["misbehave"]).await;
         let mut stream = tokio::net::TcpStream::connect(host.addr).await.unwrap();
-        stream.write_all(&raw_upgrade("echo-raw")).await.unwrap();
+        stream
+            .write_all(&misbehave_upgrade("echo-raw"))
+            .await
+            .unwrap();
         stream.write_all(b"last words").await.unwrap();
         stream.shutdown().await.unwrap();
         let mut all = Vec::new();
@@ -285,7 +281,10 @@ async fn plugin_half_close_behaves_like_tcp() {
     bounded(async {
         let host = TestHost::start(&["misbehave"]).await;
         let mut stream = tokio::net::TcpStream::connect(host.addr).await.unwrap();
-        stream.write_all(&raw_upgrade("half-close")).await.unwrap();
+        stream
+            .write_all(&misbehave_upgrade("half-close"))
+            .await
+            .unwrap();
         let mut from_plugin = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut from_plugin))
             .await

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_tests::client::{RawConnection, get};
+use switchyard_tests::client::{RawConnection, get, misbehave_upgrade};
 use switchyard_tests::{TestHost, bounded};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -14,20 +14,13 @@ use super::{ONE_AT_A_TIME, SETTLE, mib, under_attack};
 /// Rounds per attack: enough to show slots and memory come back, few enough to stay quick.
 const ROUNDS: usize = 5;
 
-fn raw_upgrade(case: &str) -> Vec<u8> {
-    format!(
-        "GET /misbehave/{case} HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: x-test\r\n\r\n"
-    )
-    .into_bytes()
-}
-
 async fn host_with(sidecar: &str) -> TestHost {
     TestHost::start_configured(&["misbehave", "echo"], &[("misbehave", sidecar)], None).await
 }
 
 /// Opens an upgraded session to `case` and waits until the host closes it.
 async fn session_is_closed(host: &TestHost, case: &str, first_line: &str) {
-    let mut conn = RawConnection::open(host.addr, &raw_upgrade(case)).await;
+    let mut conn = RawConnection::open(host.addr, &misbehave_upgrade(case)).await;
     assert!(conn.read_head().await.starts_with("HTTP/1.1 101"));
     assert_eq!(conn.read_line().await, first_line);
     conn.expect_closed().await;
@@ -157,7 +150,8 @@ async fn panic_in_each_export() {
                 get(host.addr, "/misbehave/trap-handle", &[]).await.status,
                 500
             );
-            let mut conn = RawConnection::open(host.addr, &raw_upgrade("upgrade-then-trap")).await;
+            let mut conn =
+                RawConnection::open(host.addr, &misbehave_upgrade("upgrade-then-trap")).await;
             conn.read_head().await;
             conn.write(b"boom").await;
             conn.expect_closed().await;
@@ -205,7 +199,7 @@ async fn flood_to_a_client_that_does_not_read() {
         let host = host_with("").await;
         under_attack(&host, "flood to a non-reading client", 2, |_| async {
             let mut stream = TcpStream::connect(host.addr).await.unwrap();
-            stream.write_all(&raw_upgrade("flood")).await.unwrap();
+            stream.write_all(&misbehave_upgrade("flood")).await.unwrap();
             let mut some = vec![0u8; 64 * 1024];
             stream.read_exact(&mut some).await.unwrap();
             let rss_reading = super::rss_bytes();
@@ -243,7 +237,9 @@ async fn flood_to_a_plugin_that_does_not_read() {
         let host = host_with("[limits]\nidle_timeout_ms = 2000\n").await;
         under_attack(&host, "flood to a non-reading plugin", 2, |_| async {
             let mut conn = TcpStream::connect(host.addr).await.unwrap();
-            conn.write_all(&raw_upgrade("slow-reader")).await.unwrap();
+            conn.write_all(&misbehave_upgrade("slow-reader"))
+                .await
+                .unwrap();
             let mut head = vec![0u8; 256];
             let _ = conn.read(&mut head).await.unwrap();
             let chunk = vec![b'x'; 64 * 1024];
