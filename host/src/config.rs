@@ -35,9 +35,9 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
 /// Wall time `handle` may take; past it the client gets `504`.
 pub const DEFAULT_HANDLE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Guest CPU time one upgraded session may use in all.
+/// CPU time one upgraded session may use in all.
 pub const DEFAULT_SESSION_CPU_BUDGET: Duration = Duration::from_secs(30);
-/// Guest CPU time one wake-up of a session may use before it returns to waiting: catches a
+/// CPU time one wake-up of a session may use before it returns to waiting: catches a
 /// guest stuck in a loop long before it has burnt its whole budget.
 pub const DEFAULT_RUN_CPU_LIMIT: Duration = Duration::from_secs(1);
 /// Time from the plugin's `101` until the connection is handed over.
@@ -118,9 +118,9 @@ pub struct PluginLimits {
     pub max_memory_bytes: usize,
     /// Wall time `handle` may take (`504` beyond).
     pub handle_timeout: Duration,
-    /// Guest CPU time one session may use in all.
+    /// CPU time one session may use in all.
     pub session_cpu_budget: Duration,
-    /// Guest CPU time one wake-up of a session may use without returning to the host.
+    /// CPU time one wake-up of a session may use without returning to the host.
     pub run_cpu_limit: Duration,
     /// Time from the `101` until the connection is handed over.
     pub handshake_timeout: Duration,

@@ -1,17 +1,24 @@
-//! CPU limits for guest code, enforced with epoch interruption.
+//! CPU limits for upgraded sessions, enforced with epoch interruption.
 //!
 //! An engine-wide ticker advances the epoch every [`EPOCH_TICK`]; each store's deadline is one
 //! tick ahead, so running guest code reaches [`CpuMeter::on_epoch`] once per tick. There the
-//! guest yields to tokio (it never holds a worker thread), and during an upgraded session its
-//! CPU time is checked against the session's budgets. Call hooks tell when guest code starts and
-//! stops running, so time spent waiting (for bytes, or in a host call) is not counted.
+//! guest yields to tokio (it never holds a worker thread), and during an upgraded session the
+//! session's CPU time is checked against its budgets.
+//!
+//! A session's CPU time is the time the host spends polling it ([`Metered`]): guest code plus
+//! the host's own work for it (its stream I/O), but never the time it waits for bytes or
+//! sleeps. Measuring per poll costs two clock reads per wake-up; wasmtime's call hooks, which
+//! would separate guest from host time exactly, fire on every guest↔host transition (about a
+//! dozen per WebSocket message) and cost several per cent of an echo's throughput.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use wasmtime::{CallHook, UpdateDeadline};
+use wasmtime::UpdateDeadline;
 
 /// How often running guest code is interrupted to yield and be measured.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -19,43 +26,25 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Which CPU limit a session broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CpuExceeded {
-    /// All the guest CPU time the session may use is used up.
+    /// All the CPU time the session may use is used up.
     SessionBudget,
     /// One wake-up ran too long without returning to the host: a loop.
     RunLimit,
 }
 
-/// Budgets in force while an upgraded session runs.
-#[derive(Debug, Clone, Copy)]
-struct SessionBudgets {
-    total: Duration,
-    per_run: Duration,
-}
-
-/// Measures how long a store's guest code has run.
+/// A store's view of CPU limits: none while `handle` runs (its limit is wall time, enforced by
+/// the caller's timeout), a session's clock once it is upgraded.
 #[derive(Debug, Default)]
 pub(crate) struct CpuMeter {
-    /// `None` while `handle` runs: its limit is wall time, enforced by the caller's timeout.
-    session: Option<SessionBudgets>,
-    /// Guest CPU time so far in the session.
-    spent: Duration,
-    /// Guest CPU time since the guest last started running (a wake-up).
-    this_run: Duration,
-    /// When the guest last started or resumed running, if it is running now.
-    running_since: Option<Instant>,
-    /// Set by the yield future when a guest that yielded at a tick resumes; the meter cannot be
-    /// reached from that future, hence the shared slot.
-    resumed_at: Arc<Mutex<Option<Instant>>>,
+    session: Option<Arc<SessionCpu>>,
     /// The limit that ended the session, if one did.
     exceeded: Option<CpuExceeded>,
 }
 
 impl CpuMeter {
-    /// From now on, enforce session budgets: `total` guest CPU time in all, and `per_run` for
-    /// a single wake-up.
-    pub(crate) fn start_session(&mut self, total: Duration, per_run: Duration) {
-        self.session = Some(SessionBudgets { total, per_run });
-        self.spent = Duration::ZERO;
+    /// From now on, enforce `session`'s budgets at every epoch tick.
+    pub(crate) fn start_session(&mut self, session: Arc<SessionCpu>) {
+        self.session = Some(session);
     }
 
     /// The limit that ended the session, if any.
@@ -63,79 +52,124 @@ impl CpuMeter {
         self.exceeded
     }
 
-    /// Guest CPU time used so far in the session.
-    pub(crate) fn spent(&self) -> Duration {
-        self.spent
-    }
-
-    /// Follows the guest in and out of its code.
-    pub(crate) fn on_call_hook(&mut self, hook: CallHook) {
-        match hook {
-            CallHook::CallingWasm => {
-                self.take_resumed();
-                self.this_run = Duration::ZERO;
-                self.running_since = Some(Instant::now());
-            }
-            // A host call (a WASI import, a stream operation) is waiting, not computing.
-            CallHook::CallingHost => self.pause(),
-            CallHook::ReturningFromHost => self.running_since = Some(Instant::now()),
-            CallHook::ReturningFromWasm => {
-                self.pause();
-                self.this_run = Duration::ZERO;
-            }
-        }
-    }
-
-    /// Called at every epoch tick reached in guest code: interrupt the guest if it is over a
-    /// budget, otherwise let tokio run other tasks before it continues.
+    /// Called at every epoch tick reached in guest code: interrupt the guest if its session is
+    /// over a budget, otherwise let tokio run other tasks before it continues.
     pub(crate) fn on_epoch(&mut self) -> UpdateDeadline {
-        self.pause();
-        if let Some(budgets) = self.session {
-            let exceeded = if self.spent > budgets.total {
-                Some(CpuExceeded::SessionBudget)
-            } else if self.this_run > budgets.per_run {
-                Some(CpuExceeded::RunLimit)
-            } else {
-                None
-            };
-            if exceeded.is_some() {
-                self.exceeded = exceeded;
+        if let Some(session) = &self.session {
+            if let Some(exceeded) = session.over_budget() {
+                self.exceeded = Some(exceeded);
                 return UpdateDeadline::Interrupt;
             }
+            session.yielding.store(true, Ordering::Relaxed);
         }
-        UpdateDeadline::YieldCustom(1, self.yield_then_resume())
+        UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+    }
+}
+
+/// The CPU clock of one upgraded session, shared by the future that drives the session
+/// ([`Metered`]) and the store's epoch callback (which runs inside that future's polls).
+///
+/// Atomics rather than a lock: both sides run on the same thread, one poll at a time; the
+/// atomics only make the sharing safe to express.
+#[derive(Debug)]
+pub(crate) struct SessionCpu {
+    total_budget: Duration,
+    run_limit: Duration,
+    /// The instant the nanosecond figures below count from.
+    origin: Instant,
+    /// When the poll in progress started, in nanoseconds after `origin`.
+    poll_started: AtomicU64,
+    /// CPU time of all finished polls, in nanoseconds.
+    spent: AtomicU64,
+    /// CPU time of the current wake-up's earlier polls (a wake-up spans several polls when the
+    /// guest yields at epoch ticks), in nanoseconds.
+    run_before: AtomicU64,
+    /// Set when the guest yields at a tick: the next poll continues the same wake-up.
+    yielding: AtomicBool,
+}
+
+impl SessionCpu {
+    /// A clock allowing `total_budget` in all and `run_limit` per wake-up.
+    pub(crate) fn new(total_budget: Duration, run_limit: Duration) -> Self {
+        Self {
+            total_budget,
+            run_limit,
+            origin: Instant::now(),
+            poll_started: AtomicU64::new(0),
+            spent: AtomicU64::new(0),
+            run_before: AtomicU64::new(0),
+            yielding: AtomicBool::new(false),
+        }
     }
 
-    /// Adds the time since the guest started running to the totals; it is not running now.
-    fn pause(&mut self) {
-        self.take_resumed();
-        if let Some(since) = self.running_since.take() {
-            let ran = since.elapsed();
-            self.spent += ran;
-            self.this_run += ran;
+    /// CPU time used so far, polls in progress excluded.
+    pub(crate) fn spent(&self) -> Duration {
+        Duration::from_nanos(self.spent.load(Ordering::Relaxed))
+    }
+
+    fn now_ns(&self) -> u64 {
+        // u64 nanoseconds last 584 years.
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn poll_started(&self) {
+        self.poll_started.store(self.now_ns(), Ordering::Relaxed);
+    }
+
+    fn poll_ended(&self) {
+        let ran = self
+            .now_ns()
+            .saturating_sub(self.poll_started.load(Ordering::Relaxed));
+        self.spent.fetch_add(ran, Ordering::Relaxed);
+        if self.yielding.swap(false, Ordering::Relaxed) {
+            self.run_before.fetch_add(ran, Ordering::Relaxed);
+        } else {
+            // The guest went back to waiting on its own: the wake-up is over.
+            self.run_before.store(0, Ordering::Relaxed);
         }
     }
 
-    fn take_resumed(&mut self) {
-        let resumed = self
-            .resumed_at
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take();
-        if resumed.is_some() {
-            self.running_since = resumed;
+    /// Which budget the session has used up, counting the poll in progress.
+    fn over_budget(&self) -> Option<CpuExceeded> {
+        let current = Duration::from_nanos(
+            self.now_ns()
+                .saturating_sub(self.poll_started.load(Ordering::Relaxed)),
+        );
+        let spent = self.spent() + current;
+        let this_run = Duration::from_nanos(self.run_before.load(Ordering::Relaxed)) + current;
+        if spent > self.total_budget {
+            Some(CpuExceeded::SessionBudget)
+        } else if this_run > self.run_limit {
+            Some(CpuExceeded::RunLimit)
+        } else {
+            None
         }
     }
+}
 
-    /// Yields to tokio once, then notes when the guest got the thread back.
-    fn yield_then_resume(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let resumed_at = self.resumed_at.clone();
-        Box::pin(async move {
-            tokio::task::yield_now().await;
-            *resumed_at
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
-        })
+/// A future whose polls are timed on a [`SessionCpu`].
+pub(crate) struct Metered<F> {
+    inner: Pin<Box<F>>,
+    cpu: Arc<SessionCpu>,
+}
+
+impl<F> Metered<F> {
+    pub(crate) fn new(inner: F, cpu: Arc<SessionCpu>) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            cpu,
+        }
+    }
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.cpu.poll_started();
+        let polled = self.inner.as_mut().poll(cx);
+        self.cpu.poll_ended();
+        polled
     }
 }
 
@@ -143,37 +177,89 @@ impl CpuMeter {
 mod tests {
     use super::*;
 
-    /// Busy time between hooks counts; time outside guest code does not.
+    /// Polls the future once, sleeping `busy` inside the poll to stand for work.
+    fn poll_once_busy(cpu: &Arc<SessionCpu>, busy: Duration) {
+        let mut future = Metered::new(
+            async move {
+                std::thread::sleep(busy);
+                std::future::pending::<()>().await
+            },
+            cpu.clone(),
+        );
+        let waker = std::task::Waker::noop();
+        let polled = Pin::new(&mut future).poll(&mut Context::from_waker(waker));
+        assert!(polled.is_pending());
+    }
+
+    /// Time inside polls counts; time between them does not.
     #[test]
-    fn counts_only_time_in_guest_code() {
-        let mut meter = CpuMeter::default();
-        meter.start_session(Duration::from_secs(10), Duration::from_secs(10));
-        meter.on_call_hook(CallHook::CallingWasm);
-        std::thread::sleep(Duration::from_millis(20));
-        meter.on_call_hook(CallHook::ReturningFromWasm);
+    fn counts_only_time_inside_polls() {
+        let cpu = Arc::new(SessionCpu::new(
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        ));
+        poll_once_busy(&cpu, Duration::from_millis(20));
         std::thread::sleep(Duration::from_millis(50));
-        let spent = meter.spent();
+        let spent = cpu.spent();
         assert!(spent >= Duration::from_millis(20), "{spent:?}");
         assert!(spent < Duration::from_millis(50), "{spent:?}");
     }
 
-    /// A wake-up over its limit is interrupted at the next tick.
+    /// A wake-up that yielded at ticks is still one wake-up: its polls add up to the limit.
     #[test]
-    fn interrupts_a_run_over_its_limit() {
+    fn a_wake_up_spans_the_polls_it_yielded_between() {
+        let cpu = Arc::new(SessionCpu::new(
+            Duration::from_secs(10),
+            Duration::from_millis(15),
+        ));
         let mut meter = CpuMeter::default();
-        meter.start_session(Duration::from_secs(10), Duration::from_millis(5));
-        meter.on_call_hook(CallHook::CallingWasm);
+        meter.start_session(cpu.clone());
+        cpu.yielding.store(true, Ordering::Relaxed);
+        poll_once_busy(&cpu, Duration::from_millis(10));
+        cpu.poll_started();
         std::thread::sleep(Duration::from_millis(10));
         assert!(matches!(meter.on_epoch(), UpdateDeadline::Interrupt));
         assert_eq!(meter.exceeded(), Some(CpuExceeded::RunLimit));
+    }
+
+    /// A wake-up that ended on its own starts the next one from zero.
+    #[test]
+    fn a_finished_wake_up_resets_the_run_time() {
+        let cpu = Arc::new(SessionCpu::new(
+            Duration::from_secs(10),
+            Duration::from_millis(15),
+        ));
+        let mut meter = CpuMeter::default();
+        meter.start_session(cpu.clone());
+        poll_once_busy(&cpu, Duration::from_millis(10));
+        cpu.poll_started();
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(matches!(
+            meter.on_epoch(),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
+    }
+
+    /// The session budget counts every poll, whether or not it was one wake-up.
+    #[test]
+    fn the_session_budget_counts_every_poll() {
+        let cpu = Arc::new(SessionCpu::new(
+            Duration::from_millis(15),
+            Duration::from_secs(10),
+        ));
+        let mut meter = CpuMeter::default();
+        meter.start_session(cpu.clone());
+        poll_once_busy(&cpu, Duration::from_millis(10));
+        poll_once_busy(&cpu, Duration::from_millis(10));
+        cpu.poll_started();
+        assert!(matches!(meter.on_epoch(), UpdateDeadline::Interrupt));
+        assert_eq!(meter.exceeded(), Some(CpuExceeded::SessionBudget));
     }
 
     /// Outside a session the meter only ever yields.
     #[test]
     fn handle_is_never_interrupted_by_the_meter() {
         let mut meter = CpuMeter::default();
-        meter.on_call_hook(CallHook::CallingWasm);
-        std::thread::sleep(Duration::from_millis(5));
         assert!(matches!(
             meter.on_epoch(),
             UpdateDeadline::YieldCustom(1, _)

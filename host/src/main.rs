@@ -74,10 +74,10 @@ struct LimitArgs {
     /// Wall time a plugin's `handle` may take, in milliseconds (504 beyond).
     #[arg(long, value_name = "MS", default_value_t = millis(DEFAULT_HANDLE_TIMEOUT))]
     handle_timeout_ms: u64,
-    /// Guest CPU time one session may use in all, in milliseconds.
+    /// CPU time one session may use in all, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = millis(DEFAULT_SESSION_CPU_BUDGET))]
     session_cpu_ms: u64,
-    /// Guest CPU time one wake-up of a session may use without waiting, in milliseconds.
+    /// CPU time one wake-up of a session may use without waiting, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = millis(DEFAULT_RUN_CPU_LIMIT))]
     run_cpu_ms: u64,
     /// Time from a plugin's 101 until the connection is handed over, in milliseconds.

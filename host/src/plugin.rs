@@ -190,10 +190,6 @@ impl LoadedPlugin {
         // a tokio worker, and sessions are measured against their CPU budgets.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut store| Ok(store.data_mut().cpu.on_epoch()));
-        store.call_hook(|mut store, hook| {
-            store.data_mut().cpu.on_call_hook(hook);
-            Ok(())
-        });
         let bindings = self.pre.instantiate_async(&mut store).await?;
         Ok(PluginInstance {
             store,

@@ -38,7 +38,13 @@ pub(crate) fn split(upgraded: Upgraded) -> (Bytes, ClientReader, ClientWriter) {
         // The common case: a plain TCP connection splits without a lock.
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            (parts.read_buf, Box::pin(read), Box::pin(write))
+            // Even an empty view keeps hyper's whole read buffer allocated for the session.
+            let early = if parts.read_buf.is_empty() {
+                Bytes::new()
+            } else {
+                parts.read_buf
+            };
+            (early, Box::pin(read), Box::pin(write))
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
@@ -150,9 +156,6 @@ impl<D> StreamProducer<D> for ClientBytes {
         dst: Destination<'a, u8, Bytes>,
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
-        if self.end_input.as_mut().poll(cx).is_ready() {
-            return self.ended();
-        }
         // A zero-length read asks "would a read succeed?". `AsyncRead` cannot answer without
         // reading, so say yes; the guest's next real read waits properly.
         if dst.remaining(&mut store) == Some(0) {
@@ -165,6 +168,10 @@ impl<D> StreamProducer<D> for ClientBytes {
             target[..n].copy_from_slice(&self.early[..n]);
             direct.mark_written(n);
             self.early.advance(n);
+            if self.early.is_empty() {
+                // Let go of hyper's read buffer, which the early bytes were a view of.
+                self.early = Bytes::new();
+            }
             return Poll::Ready(Ok(StreamResult::Completed));
         }
         let mut direct = dst.as_direct(store, HOST_READ_CAPACITY);
@@ -187,6 +194,9 @@ impl<D> StreamProducer<D> for ClientBytes {
                 self.ended()
             }
             Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
+            // Only a waiting read needs to hear of the end of input (shutdown); checking here
+            // rather than on every poll keeps the token's lock off the path of a busy session.
+            Poll::Pending if self.end_input.as_mut().poll(cx).is_ready() => self.ended(),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -15,7 +15,7 @@ use wasmtime::component::StreamReader;
 use crate::admission::SessionPermit;
 use crate::bindings;
 use crate::config::PluginLimits;
-use crate::cpu::CpuExceeded;
+use crate::cpu::{CpuExceeded, Metered, SessionCpu};
 use crate::plugin::{LoadedPlugin, PluginInstance};
 use crate::pump::{self, Activity, ClientBytes, ClientSink, OutputEnd};
 
@@ -104,6 +104,10 @@ pub(crate) async fn run(
     let plugin = &context.plugin;
     let limits = plugin.limits().clone();
     let started = Instant::now();
+    let cpu = Arc::new(SessionCpu::new(
+        limits.session_cpu_budget,
+        limits.run_cpu_limit,
+    ));
     let end = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
         Ok(Ok(upgraded)) => {
             let (early, reader, writer) = pump::split(upgraded);
@@ -114,7 +118,7 @@ pub(crate) async fn run(
                 writer,
                 activity,
             };
-            drive(&mut instance, request, io, &limits, &context.shutdown).await
+            drive(&mut instance, request, io, &limits, &cpu, &context.shutdown).await
         }
         Ok(Err(err)) => {
             tracing::debug!("upgrade failed: {err}");
@@ -122,7 +126,7 @@ pub(crate) async fn run(
         }
         Err(_elapsed) => SessionEnd::HandshakeTimeout,
     };
-    let cpu_ms = instance.store.data().cpu.spent().as_millis() as u64;
+    let cpu_ms = cpu.spent().as_millis() as u64;
     let duration_ms = started.elapsed().as_millis() as u64;
     match &end {
         SessionEnd::GuestFinished
@@ -157,16 +161,13 @@ async fn drive(
     request: bindings::Request,
     io: SessionIo,
     limits: &PluginLimits,
+    cpu: &Arc<SessionCpu>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let exports = instance.bindings.switchyard_plugin_handler().clone();
-    instance
-        .store
-        .data_mut()
-        .cpu
-        .start_session(limits.session_cpu_budget, limits.run_cpu_limit);
+    instance.store.data_mut().cpu.start_session(cpu.clone());
     let end_input = CancellationToken::new();
-    let outcome = instance
+    let session = instance
         .store
         .run_concurrent(async |accessor| -> anyhow::Result<SessionEnd> {
             let (input_done_tx, mut input_done_rx) = oneshot::channel();
@@ -195,7 +196,9 @@ async fn drive(
                     SessionEnd::Shutdown
                 }
             })
-        })
+        });
+    // Every poll of the session is CPU time spent on it: the guest runs inside these polls.
+    let outcome = Metered::new(session, cpu.clone())
         .await
         .map_err(anyhow::Error::from)
         .and_then(|inner| inner);

@@ -31,9 +31,9 @@ pub struct LimitOverrides {
     pub memory_mib: Option<u64>,
     /// Wall time `handle` may take, in milliseconds.
     pub handle_timeout_ms: Option<u64>,
-    /// Guest CPU time per session, in milliseconds.
+    /// CPU time per session, in milliseconds.
     pub session_cpu_ms: Option<u64>,
-    /// Guest CPU time per wake-up of a session, in milliseconds.
+    /// CPU time per wake-up of a session, in milliseconds.
     pub run_cpu_ms: Option<u64>,
     /// Time from the `101` until the connection is handed over, in milliseconds.
     pub handshake_timeout_ms: Option<u64>,

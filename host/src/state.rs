@@ -19,7 +19,7 @@ pub struct InstanceState {
     table: ResourceTable,
     /// Caps the guest's linear memory and remembers whether it ever said no.
     pub(crate) memory: MemoryLimiter,
-    /// Guest CPU time, for the session budgets.
+    /// Enforces a session's CPU budgets at epoch ticks.
     pub(crate) cpu: CpuMeter,
 }
 
