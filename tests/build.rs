@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
+/// The workspace's profile for plugins (link-time optimised, stripped).
+const PROFILE: &str = "plugin";
 const PLUGINS: &[&str] = &["hello", "echo", "kv", "misbehave"];
 const WATCHED: &[&str] = &[
     "guest-sdk",
@@ -35,7 +37,7 @@ fn main() {
     let mut build = Command::new(cargo);
     build
         .current_dir(workspace)
-        .args(["build", "--release", "--target", TARGET])
+        .args(["build", "--profile", PROFILE, "--target", TARGET])
         .args(PLUGINS.iter().flat_map(|name| ["-p", name]))
         .env("CARGO_TARGET_DIR", &target_dir)
         // Flags and wrappers meant for the outer (host) build must not reach the guests.
@@ -48,7 +50,7 @@ fn main() {
         "building the test plugins failed (see the output above)"
     );
 
-    let out = target_dir.join(TARGET).join("release");
+    let out = target_dir.join(TARGET).join(PROFILE);
     for name in PLUGINS {
         let wasm = out.join(format!("{name}.wasm"));
         assert!(wasm.is_file(), "{} was not built", wasm.display());

@@ -2,7 +2,7 @@
 //!
 //! Text and binary messages come back as they were sent; pings and the close handshake are
 //! answered by the SDK. Answers to messages that arrive together are sent together. Build with
-//! `cargo build --release --target wasm32-wasip2 -p echo`, then connect with any WebSocket
+//! `cargo build --profile plugin --target wasm32-wasip2 -p echo`, then connect with any WebSocket
 //! client, e.g. `websocat ws://127.0.0.1:8080/echo`.
 
 use switchyard_sdk::websocket::{self, WebSocket};

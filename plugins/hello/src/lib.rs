@@ -1,7 +1,7 @@
 //! Example plugin: answers every request with a greeting that echoes what it was asked.
 //!
 //! `curl http://127.0.0.1:8080/hello/world?x=1` after dropping `hello.wasm` into the plugins
-//! folder (build it with `cargo build --release --target wasm32-wasip2 -p hello`).
+//! folder (build it with `cargo build --profile plugin --target wasm32-wasip2 -p hello`).
 
 use switchyard_sdk::{Outgoing, Plugin, Request, Response};
 

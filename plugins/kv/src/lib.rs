@@ -13,7 +13,7 @@
 //!
 //! Try it with `curl --http1.1 -N -H 'Connection: Upgrade' -H 'Upgrade: kv/1' ...` or any raw
 //! TCP client that sends the upgrade request first. Build with
-//! `cargo build --release --target wasm32-wasip2 -p kv`.
+//! `cargo build --profile plugin --target wasm32-wasip2 -p kv`.
 //!
 //! Layout: this file answers the upgrade and moves bytes; `protocol` turns lines into replies;
 //! `store` holds the bounded map.

@@ -4,7 +4,7 @@
 //! The last path segment of `/misbehave/<case>` picks the behaviour; an unknown case answers
 //! 404. Cases that upgrade use the token `x-test`, so the client must send
 //! `Connection: upgrade` and `Upgrade: x-test`. Build with
-//! `cargo build --release --target wasm32-wasip2 -p misbehave`.
+//! `cargo build --profile plugin --target wasm32-wasip2 -p misbehave`.
 //!
 //! Contract breaches, which the host must refuse or contain:
 //!
