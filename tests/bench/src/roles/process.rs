@@ -88,6 +88,12 @@ impl ServerProcess {
         self.kib_field("smaps_rollup", "Pss:")
     }
 
+    /// The shared-memory part of its RSS (`RssShmem`), in bytes: pages of a memfd or tmpfs it
+    /// maps, counted once per mapping like the rest of RSS.
+    pub(crate) fn rss_shared_bytes(&self) -> anyhow::Result<u64> {
+        self.kib_field("status", "RssShmem:")
+    }
+
     /// Reads the `field` line (in kB) of `/proc/<pid>/<file>`, in bytes.
     fn kib_field(&self, file: &str, field: &str) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/{file}", self.child.0.id());
