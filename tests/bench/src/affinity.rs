@@ -36,6 +36,17 @@ fn pin(cpu: usize) -> anyhow::Result<()> {
     sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("pinning to CPU {cpu}"))
 }
 
+/// Lets the calling thread, and every thread it starts afterwards, run on every online core
+/// again: a server inherits the client's pinning from the process that spawned it.
+pub(crate) fn unpin_this_process() -> anyhow::Result<()> {
+    let mut set = CpuSet::new();
+    for cpu in 0..online_cpus() {
+        set.set(cpu)
+            .with_context(|| format!("CPU {cpu} is out of range"))?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set).context("unpinning")
+}
+
 /// CPUs online, whatever this process is pinned to.
 pub(crate) fn online_cpus() -> usize {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -1,7 +1,10 @@
-//! Section 4: hot-reload latency. In a running host's plugins folder, `hello.wasm` is staged
-//! under a hidden name and renamed over `echo.wasm`; the time runs from the rename until a new
-//! connection's `GET /echo` gets `200` (hello's answer; echo answers a plain GET with `400`).
-//! Target: median ≤ 200 ms.
+//! Section 4: hot-reload latency of `echo`. In a running host's plugins folder, `echo.wasm` is
+//! first replaced by `hello.wasm` (untimed; `GET /echo` then answers hello's `200`); then a fresh
+//! copy of `echo.wasm` is staged under a hidden name and renamed into place, and the time runs
+//! from that rename until a new connection's `GET /echo` gets echo's `400` (its answer to a GET
+//! without an upgrade): the whole reload of echo, compile included. Timed twice: with the host
+//! on the server core like every other section, and on every core as the `switchyard` binary
+//! runs (compiling is spread over the cores). Target: median ≤ 200 ms.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,7 +17,7 @@ use crate::client::http;
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
-use crate::roles;
+use crate::roles::{self, Cores};
 
 /// What `echo` answers a GET without an upgrade.
 const ECHO_STATUS: u16 = 400;
@@ -33,53 +36,65 @@ const QUIET: Duration = Duration::from_millis(400);
 /// Times the reloads and prints the table.
 pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     report::heading(Section::Reload.title());
-    let folder = plugins::folder()?;
-    let dir = folder.path();
-    let mut host = roles::start_host(dir)?;
-    let addr = host.addr();
-    wait_for_status(addr, ECHO_STATUS).await?;
-    let mut samples = Vec::new();
-    for _ in 0..options.reload_runs() {
-        samples.push(time_one_reload(dir, addr).await?);
-        // Put echo back for the next run.
-        plugins::install(dir, "echo", "echo")?;
-        wait_for_status(addr, ECHO_STATUS).await?;
-        tokio::time::sleep(QUIET).await;
-    }
-    host.check_alive()?;
-
-    let median = report::median(&samples);
+    let runs = options.reload_runs();
     let mut table = Table::new(
         format!(
-            "Rename hello.wasm over echo.wasm → first new connection answered by it ({} runs)",
-            samples.len()
+            "Rename a new echo.wasm into place → first new connection answered by it ({runs} runs each)"
         ),
-        &["", "time", "target", ""],
+        &["", "median", "runs", "target", ""],
     );
-    for (run, sample) in samples.iter().enumerate() {
-        table.row(vec![format!("run {}", run + 1), report::millis(*sample)]);
+    for cores in [Cores::One, Cores::All] {
+        let samples = time_reloads(runs, cores).await?;
+        let median = report::median(&samples);
+        let each: Vec<String> = samples
+            .iter()
+            .map(|sample| report::millis(*sample))
+            .collect();
+        table.row(vec![
+            cores.label(),
+            report::millis(median),
+            each.join(", "),
+            format!("≤ {}", report::millis(TARGET)),
+            report::verdict(median <= TARGET),
+        ]);
     }
-    table.row(vec![
-        "median".into(),
-        report::millis(median),
-        format!("≤ {}", report::millis(TARGET)),
-        report::verdict(median <= TARGET),
-    ]);
     table.note(format!(
         "includes the host's reload debounce of {} ms (quiet time after the last file event)",
         DEFAULT_RELOAD_DEBOUNCE.as_millis()
     ));
+    table.note("the new echo.wasm is compiled from scratch each time: the host runs without its compiled-plugin cache");
     table.print();
     Ok(())
 }
 
+/// Starts a host on `cores` and times `runs` reloads of echo in it.
+async fn time_reloads(runs: usize, cores: Cores) -> anyhow::Result<Vec<Duration>> {
+    let folder = plugins::folder()?;
+    let dir = folder.path();
+    let mut host = roles::start_host_with(dir, None, cores)?;
+    let addr = host.addr();
+    wait_for_status(addr, ECHO_STATUS).await?;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        // Move echo out of the way, so that echo's return is what can be seen and timed.
+        plugins::install(dir, "hello", "echo")?;
+        wait_for_status(addr, HELLO_STATUS).await?;
+        samples.push(time_one_reload(dir, addr).await?);
+    }
+    host.check_alive()?;
+    Ok(samples)
+}
+
+/// Renames a staged copy of echo over the plugin serving `/echo` and times it until a new
+/// connection is answered by echo.
 async fn time_one_reload(dir: &Path, addr: SocketAddr) -> anyhow::Result<Duration> {
-    let staged = plugins::stage(dir, "hello")?;
-    // Let the copy's own file events pass (hidden names are ignored, but be sure).
+    let staged = plugins::stage(dir, "echo")?;
+    // Let the copy's own file events (and the previous reload's) pass; hidden names are
+    // ignored, but be sure no reload is pending when the clock starts.
     tokio::time::sleep(QUIET).await;
     let started = Instant::now();
-    std::fs::rename(&staged, dir.join("echo.wasm")).context("renaming hello over echo")?;
-    wait_for_status(addr, HELLO_STATUS).await?;
+    std::fs::rename(&staged, dir.join("echo.wasm")).context("renaming the new echo into place")?;
+    wait_for_status(addr, ECHO_STATUS).await?;
     Ok(started.elapsed())
 }
 

@@ -11,7 +11,7 @@ use crate::client::http;
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
-use crate::roles;
+use crate::roles::{self, Cores};
 
 /// Pause between polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -85,7 +85,7 @@ async fn time_starts(
 async fn time_one_start(cache_dir: Option<&std::path::Path>) -> anyhow::Result<Startup> {
     let folder = plugins::folder()?;
     let started = Instant::now();
-    let mut host = roles::start_host_with_cache(folder.path(), cache_dir)?;
+    let mut host = roles::start_host_with(folder.path(), cache_dir, Cores::One)?;
     let listening = started.elapsed();
     wait_until_served(host.addr()).await?;
     let served = started.elapsed();

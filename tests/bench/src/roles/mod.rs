@@ -3,6 +3,8 @@
 //! and prints the address it listens on as its first line of output.
 //!
 //! - `host`: Switchyard serving `echo` and `hello`.
+//! - `host-all-cores`: the same, unpinned with a worker per core, as the binary runs: for the
+//!   sections that time compiling (reload, start-up), which Switchyard spreads over every core.
 //! - `native-echo`: tokio-tungstenite echo, the physical limit for WebSocket echo.
 //! - `native-hello`: hyper answering what `hello` answers, the limit for plain HTTP.
 //! - `pin-exec`: pins itself, then becomes another program (Node's `ws` server).
@@ -48,23 +50,51 @@ pub(crate) const ROLE_ARG: &str = "__role";
 /// measure one configuration.
 const HOST_MAX_SESSIONS: u32 = 10_500;
 
-/// Starts the Switchyard host serving `plugins_dir`, without a compiled-plugin cache.
-pub(crate) fn start_host(plugins_dir: &std::path::Path) -> anyhow::Result<ServerProcess> {
-    start_host_with_cache(plugins_dir, None)
+/// The role that runs the host on every core.
+const HOST_ALL_CORES: &str = "host-all-cores";
+
+/// Which cores a benchmarked host may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cores {
+    /// The server core only, with one async worker: every server in the load sections.
+    One,
+    /// All of them, with a worker per core, as the `switchyard` binary runs.
+    All,
 }
 
-/// Starts the Switchyard host serving `plugins_dir`, keeping compiled plugins in `cache_dir`
-/// if one is given.
-pub(crate) fn start_host_with_cache(
+impl Cores {
+    /// How the tables name it.
+    pub(crate) fn label(self) -> String {
+        match self {
+            Self::One => "host on 1 core".to_owned(),
+            Self::All => format!("host on all {} cores", affinity::online_cpus()),
+        }
+    }
+}
+
+/// Starts the Switchyard host serving `plugins_dir` on the server core, without a
+/// compiled-plugin cache.
+pub(crate) fn start_host(plugins_dir: &std::path::Path) -> anyhow::Result<ServerProcess> {
+    start_host_with(plugins_dir, None, Cores::One)
+}
+
+/// Starts the Switchyard host serving `plugins_dir` on `cores`, keeping compiled plugins in
+/// `cache_dir` if one is given.
+pub(crate) fn start_host_with(
     plugins_dir: &std::path::Path,
     cache_dir: Option<&std::path::Path>,
+    cores: Cores,
 ) -> anyhow::Result<ServerProcess> {
     let mut args = vec![
         plugins_dir.as_os_str().to_owned(),
         HOST_MAX_SESSIONS.to_string().into(),
     ];
     args.extend(cache_dir.map(|dir| dir.as_os_str().to_owned()));
-    ServerProcess::start_role("switchyard host", "host", &args)
+    let role = match cores {
+        Cores::One => "host",
+        Cores::All => HOST_ALL_CORES,
+    };
+    ServerProcess::start_role("switchyard host", role, &args)
 }
 
 /// Starts the native tokio-tungstenite echo server.
@@ -101,10 +131,16 @@ fn run_named(role: &str, args: &[String]) -> anyhow::Result<()> {
     if role == "pin-exec" {
         return pin_exec(args);
     }
-    affinity::pin_this_process(affinity::SERVER_CPU)?;
-    let runtime = server_runtime()?;
+    let runtime = if role == HOST_ALL_CORES {
+        affinity::unpin_this_process()?;
+        // Built after unpinning, so it starts a worker per core.
+        tokio::runtime::Runtime::new().context("starting the server's async runtime")?
+    } else {
+        affinity::pin_this_process(affinity::SERVER_CPU)?;
+        server_runtime()?
+    };
     match (role, args) {
-        ("host", [dir, max_sessions, cache @ ..]) if cache.len() <= 1 => {
+        ("host" | HOST_ALL_CORES, [dir, max_sessions, cache @ ..]) if cache.len() <= 1 => {
             let max_sessions = max_sessions.parse().context("max sessions")?;
             let cache = cache.first().map(PathBuf::from);
             runtime.block_on(host::serve(PathBuf::from(dir), max_sessions, cache))
