@@ -97,14 +97,37 @@ impl Activity {
     }
 }
 
+/// The host's request that a session's input end (at shutdown), so the guest can finish
+/// politely: a WebSocket plugin then sends its close frame.
+#[derive(Debug, Default)]
+pub(crate) struct EndInput {
+    /// Checked on every poll of the input: a plain load, where the token's check takes a lock.
+    requested: AtomicBool,
+    /// Wakes an input read that is waiting for bytes.
+    wake: CancellationToken,
+}
+
+impl EndInput {
+    /// Ends the input: a read in progress or the next one reports the end of the stream.
+    pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        self.wake.cancel();
+    }
+
+    fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+}
+
 /// Produces the client's bytes for the guest's `input` stream.
 pub(crate) struct ClientBytes {
     /// Bytes read by hyper beyond the request head; delivered before anything else.
     early: Bytes,
     reader: ClientReader,
     activity: Arc<Activity>,
-    /// Completes when the host wants the guest's input to end (shutdown).
-    end_input: Pin<Box<WaitForCancellationFutureOwned>>,
+    end_input: Arc<EndInput>,
+    /// Completes when the input is asked to end; polled only by a read that waits.
+    end_input_wake: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Told once the guest's input is finished: ended, or dropped by the guest.
     input_done: Option<oneshot::Sender<()>>,
 }
@@ -114,14 +137,15 @@ impl ClientBytes {
         early: Bytes,
         reader: ClientReader,
         activity: Arc<Activity>,
-        end_input: CancellationToken,
+        end_input: Arc<EndInput>,
         input_done: oneshot::Sender<()>,
     ) -> Self {
         Self {
             early,
             reader,
             activity,
-            end_input: Box::pin(end_input.cancelled_owned()),
+            end_input_wake: Box::pin(end_input.wake.clone().cancelled_owned()),
+            end_input,
             input_done: Some(input_done),
         }
     }
@@ -156,6 +180,9 @@ impl<D> StreamProducer<D> for ClientBytes {
         dst: Destination<'a, u8, Bytes>,
         finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
+        if self.end_input.is_requested() {
+            return self.ended();
+        }
         // A zero-length read asks "would a read succeed?". `AsyncRead` cannot answer without
         // reading, so say yes; the guest's next real read waits properly.
         if dst.remaining(&mut store) == Some(0) {
@@ -194,9 +221,8 @@ impl<D> StreamProducer<D> for ClientBytes {
                 self.ended()
             }
             Poll::Pending if finish => Poll::Ready(Ok(StreamResult::Cancelled)),
-            // Only a waiting read needs to hear of the end of input (shutdown); checking here
-            // rather than on every poll keeps the token's lock off the path of a busy session.
-            Poll::Pending if self.end_input.as_mut().poll(cx).is_ready() => self.ended(),
+            // A waiting read must be woken when the input is asked to end.
+            Poll::Pending if self.end_input_wake.as_mut().poll(cx).is_ready() => self.ended(),
             Poll::Pending => Poll::Pending,
         }
     }

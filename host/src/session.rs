@@ -17,7 +17,7 @@ use crate::bindings;
 use crate::config::PluginLimits;
 use crate::cpu::{CpuExceeded, Metered, SessionCpu};
 use crate::plugin::{LoadedPlugin, PluginInstance};
-use crate::pump::{self, Activity, ClientBytes, ClientSink, OutputEnd};
+use crate::pump::{self, Activity, ClientBytes, ClientSink, EndInput, OutputEnd};
 
 /// After shutdown ends a session's input, how long the plugin has to say goodbye (a WebSocket
 /// close frame) before the connection is dropped.
@@ -166,7 +166,7 @@ async fn drive(
 ) -> SessionEnd {
     let exports = instance.bindings.switchyard_plugin_handler().clone();
     instance.store.data_mut().cpu.start_session(cpu.clone());
-    let end_input = CancellationToken::new();
+    let end_input = Arc::new(EndInput::default());
     let session = instance
         .store
         .run_concurrent(async |accessor| -> anyhow::Result<SessionEnd> {
@@ -191,7 +191,7 @@ async fn drive(
                 () = shutdown.cancelled() => {
                     // End the guest's input so it can finish politely (the SDK's WebSocket
                     // sends a 1001 close), then stop waiting after a grace period.
-                    end_input.cancel();
+                    end_input.request();
                     let _ = tokio::time::timeout(SHUTDOWN_GRACE, ended_rx).await;
                     SessionEnd::Shutdown
                 }

@@ -345,3 +345,47 @@ async fn shutdown_drains_then_closes_sessions_with_1001() {
     })
     .await;
 }
+
+/// A session whose client never stops sending is asked to end at shutdown too: its input ends
+/// although bytes are always waiting, and the client gets the `1001` close after its echoes.
+#[tokio::test]
+async fn shutdown_ends_a_session_whose_client_keeps_sending() {
+    /// Messages the client sends at most; far more than fit in the sockets' buffers.
+    const MAX_MESSAGES: usize = 100_000;
+    bounded(async {
+        let limits = Limits {
+            drain_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let mut host = TestHost::start_configured(&["echo"], &[], Some(limits)).await;
+        let (client, _) = connect_async(host.ws_url("/echo")).await.unwrap();
+        let (mut sink, mut stream) = client.split();
+        let sender = tokio::spawn(async move {
+            for _ in 0..MAX_MESSAGES {
+                if sink.send(Message::binary(vec![7; 512])).await.is_err() {
+                    break;
+                }
+            }
+        });
+        // The flood is under way: echoes are coming back.
+        assert!(matches!(stream.next().await, Some(Ok(Message::Binary(_)))));
+        // Echoes are read all along, as a live client does, so the close can get through.
+        let receiver = tokio::spawn(async move {
+            let mut echoes = 1;
+            loop {
+                match stream.next().await {
+                    Some(Ok(Message::Binary(_))) if echoes < MAX_MESSAGES => echoes += 1,
+                    other => break (echoes, other),
+                }
+            }
+        });
+        host.shut_down().await;
+        let (echoes, close) = receiver.await.unwrap();
+        sender.abort();
+        match close {
+            Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+            other => panic!("expected a 1001 close after {echoes} echoes, got {other:?}"),
+        }
+    })
+    .await;
+}
