@@ -29,22 +29,24 @@ pub(crate) fn pin_this_process(cpu: usize) -> anyhow::Result<usize> {
 }
 
 fn pin(cpu: usize) -> anyhow::Result<()> {
-    let mut set = CpuSet::new();
-    set.set(cpu)
-        .with_context(|| format!("CPU {cpu} is out of range"))?;
-    // Pid 0 is the calling thread; threads inherit its mask when they are created.
-    sched_setaffinity(Pid::from_raw(0), &set).with_context(|| format!("pinning to CPU {cpu}"))
+    run_on(cpu..cpu + 1).with_context(|| format!("pinning to CPU {cpu}"))
 }
 
 /// Lets the calling thread, and every thread it starts afterwards, run on every online core
 /// again: a server inherits the client's pinning from the process that spawned it.
 pub(crate) fn unpin_this_process() -> anyhow::Result<()> {
+    run_on(0..online_cpus()).context("unpinning")
+}
+
+/// Restricts the calling thread to `cpus`; threads inherit its mask when they are created.
+fn run_on(cpus: std::ops::Range<usize>) -> anyhow::Result<()> {
     let mut set = CpuSet::new();
-    for cpu in 0..online_cpus() {
+    for cpu in cpus {
         set.set(cpu)
             .with_context(|| format!("CPU {cpu} is out of range"))?;
     }
-    sched_setaffinity(Pid::from_raw(0), &set).context("unpinning")
+    // Pid 0 is the calling thread.
+    Ok(sched_setaffinity(Pid::from_raw(0), &set)?)
 }
 
 /// CPUs online, whatever this process is pinned to.

@@ -4,7 +4,7 @@
 //!
 //! - `host`: Switchyard serving `echo` and `hello`.
 //! - `host-all-cores`: the same, unpinned with a worker per core, as the binary runs: for the
-//!   sections that time compiling (reload, start-up), which Switchyard spreads over every core.
+//!   hot-reload section, which times compiling, and Switchyard spreads that over every core.
 //! - `native-echo`: tokio-tungstenite echo, the physical limit for WebSocket echo.
 //! - `native-hello`: hyper answering what `hello` answers, the limit for plain HTTP.
 //! - `pin-exec`: pins itself, then becomes another program (Node's `ws` server).
