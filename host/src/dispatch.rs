@@ -19,6 +19,7 @@ use crate::config::Limits;
 use crate::guest_response::{self, Body, host_response};
 use crate::plugin::{LoadedPlugin, PluginInstance};
 use crate::registry::Registry;
+use crate::request_path;
 use crate::session::{self, SessionContext};
 use crate::upgrade::{self, ClientOffer, UpgradeRefused};
 
@@ -53,7 +54,15 @@ impl Dispatcher {
                 ),
             ));
         }
-        let Some(plugin) = self.registry.route(request.uri().path()) else {
+        // Routing and the plugin both use the normalised path, so they cannot disagree.
+        let path = match request_path::normalize(request.uri().path()) {
+            Ok(path) => path,
+            Err(err) => {
+                tracing::debug!(target = %request.uri(), "bad request path: {err}");
+                return Ok(host_response(StatusCode::BAD_REQUEST, &err.to_string()));
+            }
+        };
+        let Some(plugin) = self.registry.route(&path) else {
             return Ok(host_response(
                 StatusCode::NOT_FOUND,
                 "no plugin serves this path",
@@ -62,7 +71,10 @@ impl Dispatcher {
         // Must be taken before the body is consumed: it owns the connection after a 101.
         let on_upgrade = hyper::upgrade::on(&mut request);
         let (parts, body) = request.into_parts();
-        let path = path_with_query(&parts);
+        let path = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
         // Every line logged for this request, including its session and the guest's own
         // output, names the plugin, its version and the path.
         let span = tracing::info_span!(
@@ -218,13 +230,6 @@ fn bad_upgrade(refused: UpgradeRefused) -> Response<Body> {
         StatusCode::BAD_GATEWAY,
         "plugin answered with an upgrade the client cannot take",
     )
-}
-
-fn path_with_query(parts: &Parts) -> String {
-    parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned())
 }
 
 /// The request as the guest sees it. Header names arrive lower-cased from hyper.

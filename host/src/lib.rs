@@ -2,9 +2,12 @@
 //! over the connection after a protocol upgrade (WebSocket or any other `Upgrade:` token).
 //!
 //! # Layout
-//! - [`config`]: settings and limits, with their defaults.
+//! - [`config`]: settings, and every limit declared once (`config::limits`) with its flag,
+//!   sidecar key, default and allowed range; the README's table is rendered from it
+//!   (`config::docs`).
 //! - [`server`]: the listener; one hyper HTTP/1.1 connection per task, upgrades enabled.
 //! - `dispatch`: one request → route → instantiate → `handle` → response or upgrade.
+//! - `request_path`: the normalised path a request is routed on and its plugin sees.
 //! - [`admission`]: live instance and session counts; whether one more session may start.
 //! - [`gauge`]: the counters behind it.
 //! - `cpu`: epoch-driven preemption and the CPU budgets of sessions.
@@ -35,6 +38,7 @@ mod loader;
 pub mod plugin;
 mod pump;
 pub mod registry;
+mod request_path;
 pub mod runtime;
 mod server;
 mod session;

@@ -76,17 +76,21 @@ impl Loader {
         let loaded = tokio::task::spawn_blocking(move || LoadedPlugin::load(&runtime, &path))
             .in_current_span()
             .await;
-        let plugin = match loaded {
-            Ok(Ok(plugin)) => plugin,
-            Ok(Err(err)) => {
+        let checked = match loaded {
+            Ok(Ok(plugin)) => plugin.check_instantiates().await.map(|()| plugin),
+            Ok(Err(err)) => Err(err),
+            Err(join_error) => {
+                tracing::error!(plugin = %name, file = %wasm_path.display(), "plugin loader panicked: {join_error}");
+                return;
+            }
+        };
+        let plugin = match checked {
+            Ok(plugin) => plugin,
+            Err(err) => {
                 let kept = current
                     .as_ref()
                     .map_or("none".to_owned(), |p| p.version().to_owned());
                 tracing::error!(plugin = %name, file = %wasm_path.display(), kept_version = %kept, "plugin not loaded: {err}");
-                return;
-            }
-            Err(join_error) => {
-                tracing::error!(plugin = %name, file = %wasm_path.display(), "plugin loader panicked: {join_error}");
                 return;
             }
         };

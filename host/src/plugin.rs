@@ -57,6 +57,17 @@ pub enum LoadError {
         /// What does not match.
         source: anyhow::Error,
     },
+    /// An instance cannot even start within the plugin's limits (e.g. its initial memory is
+    /// larger than `memory_mib`): serving it would fail every request.
+    #[error("{path} cannot start within its limits (memory_mib = {memory_mib}): {source:#}")]
+    DoesNotFit {
+        /// The file.
+        path: PathBuf,
+        /// The memory limit it was tried with, in MiB.
+        memory_mib: usize,
+        /// Why instantiation failed.
+        source: anyhow::Error,
+    },
 }
 
 /// A plugin version ready to serve.
@@ -101,8 +112,7 @@ impl LoadedPlugin {
         })?;
         let settings = read_settings(wasm_path)?;
         let limits = settings
-            .limits
-            .apply(&runtime.limits().plugin)
+            .limits(&runtime.limits().plugin)
             .map_err(|message| LoadError::Settings {
                 path: wasm_path.with_extension("toml"),
                 message,
@@ -176,6 +186,21 @@ impl LoadedPlugin {
     /// The limits its instances and sessions run under.
     pub fn limits(&self) -> &PluginLimits {
         &self.limits
+    }
+
+    /// Instantiates the plugin once and drops the instance, so a plugin that cannot start
+    /// within its limits is refused at load instead of failing every request. A pool with no
+    /// free slot right now cannot tell; the plugin is then accepted.
+    pub async fn check_instantiates(&self) -> Result<(), LoadError> {
+        match self.instantiate(&Arc::new(Gauge::default())).await {
+            Ok(_instance) => Ok(()),
+            Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => Ok(()),
+            Err(err) => Err(LoadError::DoesNotFit {
+                path: self.source.clone(),
+                memory_mib: self.limits.max_memory_bytes >> 20,
+                source: err.into(),
+            }),
+        }
     }
 
     /// A fresh instance with its own store and memory, counted in `live` while it exists.

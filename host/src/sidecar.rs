@@ -1,94 +1,93 @@
 //! The optional `<name>.toml` beside a plugin's `.wasm`: settings an operator gives one plugin.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::PluginLimits;
-
-/// Bytes in a mebibyte, for `memory_mib`.
-const MIB: u64 = 1 << 20;
+use crate::config::docs::ALLOWED_UPGRADES_KEY;
+use crate::config::limits::{self, MIB};
 
 /// Settings read from a plugin's sidecar file. Unknown keys are refused so a typo is an error,
 /// not a silently ignored setting.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSettings {
     /// Path prefix the plugin serves instead of `/<name>`, e.g. `/api/chat`. The plugin then
     /// answers that path and everything below it.
     pub route: Option<String>,
-    /// Limits for this plugin, over the host's defaults.
+    /// The `[limits]` table: each key, when present, replaces the host's default for this
+    /// plugin. Kept as read; [`PluginSettings::limits`] checks it against the declarations in
+    /// [`crate::config::limits::PLUGIN`].
     #[serde(default)]
-    pub limits: LimitOverrides,
+    limits: toml::Table,
 }
 
-/// The `[limits]` table: each key, when present, replaces the host's default for this plugin.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitOverrides {
-    /// Linear memory per instance, in MiB; at most the host's `--memory-mib`.
-    pub memory_mib: Option<u64>,
-    /// Wall time `handle` may take, in milliseconds.
-    pub handle_timeout_ms: Option<u64>,
-    /// CPU time per session, in milliseconds.
-    pub session_cpu_ms: Option<u64>,
-    /// CPU time per wake-up of a session, in milliseconds.
-    pub run_cpu_ms: Option<u64>,
-    /// Time from the `101` until the connection is handed over, in milliseconds.
-    pub handshake_timeout_ms: Option<u64>,
-    /// Time a session may pass with no bytes either way, in milliseconds.
-    pub idle_timeout_ms: Option<u64>,
-    /// Longest a session may last, in seconds.
-    pub max_session_secs: Option<u64>,
-    /// Sessions of this plugin alive at once.
-    pub max_sessions: Option<u32>,
-    /// Protocols this plugin may switch to, e.g. `["websocket"]`.
-    pub allowed_upgrades: Option<Vec<String>>,
-}
-
-impl LimitOverrides {
-    /// The host's defaults with these overrides applied. Memory cannot exceed the host's own
-    /// maximum: the pooling allocator reserved slots of that size.
-    pub fn apply(&self, defaults: &PluginLimits) -> Result<PluginLimits, String> {
+impl PluginSettings {
+    /// The host's defaults with this sidecar's `[limits]` applied. Every key must be a
+    /// declared per-plugin limit and every value within its range; memory cannot exceed the
+    /// host's own maximum, because the pooling allocator reserved slots of that size.
+    pub fn limits(&self, defaults: &PluginLimits) -> Result<PluginLimits, String> {
         let mut limits = defaults.clone();
-        if let Some(mib) = self.memory_mib {
-            let bytes = mib.saturating_mul(MIB);
-            if bytes > defaults.max_memory_bytes as u64 {
-                return Err(format!(
-                    "memory_mib = {mib} is above the host's maximum of {} MiB (--memory-mib)",
-                    defaults.max_memory_bytes as u64 / MIB
-                ));
+        for (key, value) in &self.limits {
+            if key == ALLOWED_UPGRADES_KEY {
+                limits.allowed_upgrades = Some(protocol_list(value)?);
+                continue;
             }
-            limits.max_memory_bytes = bytes as usize;
+            let Some(limit) = limits::PLUGIN.iter().find(|l| l.sidecar_key == Some(key)) else {
+                return Err(format!("unknown key {key:?} in [limits]"));
+            };
+            let number = value
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| format!("[limits] {key} must be a whole number, not {value}"))?;
+            limit.try_set(&mut limits, number, &format!("[limits] {key}"))?;
         }
-        let millis = Duration::from_millis;
-        if let Some(ms) = self.handle_timeout_ms {
-            limits.handle_timeout = millis(ms);
-        }
-        if let Some(ms) = self.session_cpu_ms {
-            limits.session_cpu_budget = millis(ms);
-        }
-        if let Some(ms) = self.run_cpu_ms {
-            limits.run_cpu_limit = millis(ms);
-        }
-        if let Some(ms) = self.handshake_timeout_ms {
-            limits.handshake_timeout = millis(ms);
-        }
-        if let Some(ms) = self.idle_timeout_ms {
-            limits.idle_timeout = millis(ms);
-        }
-        if let Some(secs) = self.max_session_secs {
-            limits.max_session_duration = Some(Duration::from_secs(secs));
-        }
-        if let Some(max) = self.max_sessions {
-            limits.max_sessions = max;
-        }
-        if let Some(allowed) = &self.allowed_upgrades {
-            limits.allowed_upgrades = Some(allowed.clone());
+        if limits.max_memory_bytes > defaults.max_memory_bytes {
+            return Err(format!(
+                "[limits] memory_mib = {} is above the host's maximum of {} MiB (--memory-mib)",
+                limits.max_memory_bytes as u64 / MIB,
+                defaults.max_memory_bytes as u64 / MIB
+            ));
         }
         Ok(limits)
     }
+}
+
+/// `allowed_upgrades`: a list of protocol names as a client's `Upgrade:` header carries them
+/// (RFC 9110 `protocol-name ["/" protocol-version]`, both tokens).
+fn protocol_list(value: &toml::Value) -> Result<Vec<String>, String> {
+    let invalid = || {
+        format!(
+            "[limits] {ALLOWED_UPGRADES_KEY} must be a list of protocol names like [\"websocket\", \"kv/1\"], not {value}"
+        )
+    };
+    let items = value.as_array().ok_or_else(invalid)?;
+    items
+        .iter()
+        .map(|item| {
+            let name = item.as_str().ok_or_else(invalid)?;
+            if is_protocol(name) {
+                Ok(name.to_owned())
+            } else {
+                Err(format!(
+                    "[limits] {ALLOWED_UPGRADES_KEY}: {name:?} is not a protocol name (a token, optionally /version)"
+                ))
+            }
+        })
+        .collect()
+}
+
+/// `token ["/" token]`, with RFC 9110's token characters.
+fn is_protocol(name: &str) -> bool {
+    let mut parts = name.splitn(2, '/');
+    let is_token = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    parts.next().is_some_and(is_token) && parts.next().is_none_or(is_token)
 }
 
 impl PluginSettings {
@@ -99,11 +98,24 @@ impl PluginSettings {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(err) => return Err(format!("cannot read: {err}")),
         };
-        let settings: Self = toml::from_str(&text).map_err(|err| err.message().to_owned())?;
+        let settings: Self = toml::from_str(&text).map_err(|err| describe(&err, &text))?;
         if let Some(route) = &settings.route {
             validate_route(route)?;
         }
         Ok(settings)
+    }
+}
+
+/// A TOML error on one line, naming the line it is about (the parser's own rendering spans
+/// several lines).
+fn describe(err: &toml::de::Error, text: &str) -> String {
+    let line = err
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| before.matches('\n').count());
+    match line.and_then(|index| Some((index + 1, text.lines().nth(index)?.trim()))) {
+        Some((number, content)) => format!("line {number} ({content:?}): {}", err.message()),
+        None => err.message().to_owned(),
     }
 }
 
@@ -136,21 +148,69 @@ mod tests {
         assert!(validate_route("/a?b").is_err());
     }
 
+    fn limits_of(toml: &str) -> Result<PluginLimits, String> {
+        let settings: PluginSettings = toml::from_str(toml).map_err(|e| describe(&e, toml))?;
+        settings.limits(&PluginLimits::default())
+    }
+
     #[test]
     fn overrides_replace_defaults_within_the_host_maximum() {
-        let settings: PluginSettings = toml::from_str(
-            "[limits]\nmemory_mib = 16\nidle_timeout_ms = 250\nallowed_upgrades = [\"websocket\"]",
+        let limits = limits_of(
+            "[limits]\nmemory_mib = 16\nidle_timeout_ms = 250\nallowed_upgrades = [\"websocket\", \"kv/1\"]",
         )
         .unwrap();
-        let limits = settings.limits.apply(&PluginLimits::default()).unwrap();
         assert_eq!(limits.max_memory_bytes, 16 << 20);
-        assert_eq!(limits.idle_timeout, Duration::from_millis(250));
-        assert_eq!(limits.allowed_upgrades, Some(vec!["websocket".to_owned()]));
-        let too_big = LimitOverrides {
-            memory_mib: Some(1 << 20),
-            ..LimitOverrides::default()
-        };
-        assert!(too_big.apply(&PluginLimits::default()).is_err());
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(
+            limits.allowed_upgrades,
+            Some(vec!["websocket".to_owned(), "kv/1".to_owned()])
+        );
+        assert!(limits_of("[limits]\nmemory_mib = 1024").is_err());
+    }
+
+    #[test]
+    fn useless_or_malformed_limits_are_refused() {
+        for (toml, expected) in [
+            ("[limits]\nmemory_mib = 0", "memory_mib = 0 is out of range"),
+            (
+                "[limits]\nidle_timeout_ms = 0",
+                "idle_timeout_ms = 0 is out of range",
+            ),
+            (
+                "[limits]\nmax_session_secs = 0",
+                "max_session_secs = 0 is out of range",
+            ),
+            (
+                "[limits]\nsession_cpu_ms = 0",
+                "session_cpu_ms = 0 is out of range",
+            ),
+            ("[limits]\nrun_cpu_ms = 0", "run_cpu_ms = 0 is out of range"),
+            (
+                "[limits]\nhandle_timeout_ms = 18446744073709551615",
+                "line 2 (\"handle_timeout_ms = 18446744073709551615\"): ",
+            ),
+            (
+                "[limits]\nhandle_timeout_ms = 86400000",
+                "handle_timeout_ms = 86400000 is out of range",
+            ),
+            ("[limits]\nhandle_timeout_ms = -1", "must be a whole number"),
+            (
+                "[limits]\nallowed_upgrades = [\"a b\", \"\"]",
+                "\"a b\" is not a protocol name",
+            ),
+            (
+                "[limits]\nallowed_upgrades = [\"\"]",
+                "\"\" is not a protocol name",
+            ),
+            (
+                "[limits]\nallowed_upgrades = \"websocket\"",
+                "must be a list",
+            ),
+            ("[limits]\nmemory = 3", "unknown key \"memory\""),
+        ] {
+            let err = limits_of(toml).unwrap_err();
+            assert!(err.contains(expected), "{toml}: {err}");
+        }
     }
 
     #[test]

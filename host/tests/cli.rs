@@ -122,3 +122,53 @@ fn sigterm_shuts_down_cleanly_with_status_zero() {
         "{rest:?}"
     );
 }
+
+/// Every limit has a flag in `--help`, with its default and the range it must lie in.
+#[test]
+fn help_lists_every_limit_with_default_and_range() {
+    let output = switchyard(&["serve", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "--memory-mib <MIB>",
+        "[default: 64] [range: 1..=4096]",
+        "--idle-timeout-ms <MS>",
+        "--max-session-secs <SECS>",
+        "[default: none]",
+    ] {
+        assert!(help.contains(expected), "help lacks {expected:?}:\n{help}");
+    }
+}
+
+/// A limit outside its range stops the host before it starts, naming the flag.
+#[test]
+fn out_of_range_limits_are_refused_naming_the_flag() {
+    for (flag, value) in [
+        ("--memory-mib", "0"),
+        ("--max-uri-bytes", "0"),
+        ("--idle-timeout-ms", "0"),
+        ("--handle-timeout-ms", "18446744073709551615"),
+    ] {
+        let output = switchyard(&["serve", "--listen", "127.0.0.1:0", flag, value]);
+        assert!(!output.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
+
+/// A `RUST_LOG` that does not parse is reported, not silently ignored.
+#[test]
+fn an_invalid_log_filter_is_reported() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--plugins", "/nonexistent/switchyard-plugins"])
+        .env("RUST_LOG", "switchyard=loud")
+        .output()
+        .expect("running switchyard");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("ignoring RUST_LOG=\"switchyard=loud\""),
+        "{stdout}"
+    );
+}

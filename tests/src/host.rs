@@ -83,10 +83,7 @@ impl TestHost {
         let mut config = HostConfig::new(dir.path(), "127.0.0.1:0".parse().expect("an address"));
         config.reload_debounce = TEST_RELOAD_DEBOUNCE;
         let runtime = match limits {
-            Some(limits) => {
-                config.limits = limits;
-                Arc::new(Runtime::new(&config.limits).expect("creating a runtime"))
-            }
+            Some(limits) => Arc::new(Runtime::new(&limits).expect("creating a runtime")),
             None => shared_runtime(),
         };
         let server = Server::start(config, runtime)

@@ -7,4 +7,6 @@ mod http;
 mod limits;
 mod raw_upgrade;
 mod reload;
+mod routing;
+mod settings;
 mod websocket;

@@ -14,8 +14,8 @@ pub(super) async fn serve(
     max_sessions: u32,
     cache_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let mut config = HostConfig::new(plugins_dir, ([127, 0, 0, 1], 0).into());
-    config.limits = Limits {
+    let config = HostConfig::new(plugins_dir, ([127, 0, 0, 1], 0).into());
+    let limits = Limits {
         max_sessions,
         plugin: PluginLimits {
             max_sessions,
@@ -23,7 +23,7 @@ pub(super) async fn serve(
         },
         ..Limits::default()
     };
-    let mut runtime = Runtime::new(&config.limits)?;
+    let mut runtime = Runtime::new(&limits)?;
     if let Some(dir) = cache_dir {
         runtime = runtime.with_artifact_cache(&dir)?;
     }

@@ -1,10 +1,20 @@
 //! Settings the host runs with: where plugins live, where to listen, and the limits that keep
-//! one plugin or client from hurting the others. Every default is a named constant, and the
-//! README's limits table lists them.
+//! one plugin or client from hurting the others.
+//!
+//! Every limit is declared once, in [`limits::HOST`] and [`limits::PLUGIN`]: its flag, its
+//! sidecar key, its unit, its default, the range it must lie in and what a client sees when it
+//! is exceeded. The command line, the sidecar parser and the README's limits table
+//! ([`docs::limits_table`]) are all derived from those tables; the structs below only hold the
+//! values, typed for the code that uses them.
+
+pub mod docs;
+pub mod limits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use limits::{Limit, Unit};
 
 /// Address the host listens on when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -15,63 +25,35 @@ pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 /// copy's writes arrive within a millisecond or two of each other, and a file caught half
 /// written fails to load, is logged, and is retried on its next event.
 pub const DEFAULT_RELOAD_DEBOUNCE: Duration = Duration::from_millis(25);
-
-/// Upgraded sessions alive at once, host-wide.
-pub const DEFAULT_MAX_SESSIONS: u32 = 1_000;
 /// Plugin instances kept in the pool beyond the session limit, for plain requests in flight.
 pub const REQUEST_INSTANCE_HEADROOM: u32 = 256;
-/// Largest request head (request line plus headers); larger ones get `431`.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Longest request target (path and query); longer ones get `414`.
-pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
-/// Largest request body the host reads before calling a plugin; larger ones get `413`.
-pub const DEFAULT_MAX_REQUEST_BODY: usize = 8 << 20;
-/// Time a client has to send a complete request head (slowloris defence).
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// On shutdown, how long live sessions may go on before they are closed.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Linear memory one plugin instance may grow to.
-pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
-/// Wall time `handle` may take; past it the client gets `504`.
-pub const DEFAULT_HANDLE_TIMEOUT: Duration = Duration::from_secs(2);
-/// CPU time one upgraded session may use in all.
-pub const DEFAULT_SESSION_CPU_BUDGET: Duration = Duration::from_secs(30);
-/// CPU time one wake-up of a session may use before it returns to waiting: catches a
-/// guest stuck in a loop long before it has burnt its whole budget.
-pub const DEFAULT_RUN_CPU_LIMIT: Duration = Duration::from_secs(1);
-/// Time from the plugin's `101` until the connection is handed over.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time an upgraded session may pass with no bytes in either direction.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Everything [`crate::Server`] needs to run.
+/// Everything [`crate::Server`] needs besides its [`crate::Runtime`] (which holds the limits,
+/// because the engine's instance pool is sized from them).
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Folder watched for `<name>.wasm` plugins and their `<name>.toml` sidecars.
     pub plugins_dir: PathBuf,
     /// Address to accept HTTP connections on; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Limits applied to every plugin and connection.
-    pub limits: Limits,
     /// Quiet time before a changed plugins folder is re-read.
     pub reload_debounce: Duration,
 }
 
 impl HostConfig {
-    /// A configuration with every limit at its default.
+    /// A configuration with the default reload debounce.
     pub fn new(plugins_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         Self {
             plugins_dir: plugins_dir.into(),
             listen,
-            limits: Limits::default(),
             reload_debounce: DEFAULT_RELOAD_DEBOUNCE,
         }
     }
 }
 
-/// Host-wide limits, plus the defaults every plugin starts from.
-#[derive(Debug, Clone)]
+/// Host-wide limits, plus the defaults every plugin starts from. [`Limits::default`] takes
+/// each value from its declaration in [`limits::HOST`] / [`limits::PLUGIN`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Upgraded sessions alive at once, host-wide; more get `503` with `Retry-After`.
     pub max_sessions: u32,
@@ -95,19 +77,31 @@ impl Limits {
     pub fn max_instances(&self) -> u32 {
         self.max_sessions.saturating_add(REQUEST_INSTANCE_HEADROOM)
     }
+
+    /// Every value at zero, before the declared defaults are applied.
+    fn unset() -> Self {
+        Self {
+            max_sessions: 0,
+            max_header_bytes: 0,
+            max_uri_bytes: 0,
+            max_request_body: 0,
+            header_read_timeout: Duration::ZERO,
+            drain_timeout: Duration::ZERO,
+            plugin: PluginLimits::unset(),
+        }
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_sessions: DEFAULT_MAX_SESSIONS,
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
-            max_uri_bytes: DEFAULT_MAX_URI_BYTES,
-            max_request_body: DEFAULT_MAX_REQUEST_BODY,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            plugin: PluginLimits::default(),
+        let mut limits = Self::unset();
+        for limit in limits::HOST {
+            limit.apply_default(&mut limits);
         }
+        for limit in limits::PLUGIN {
+            limit.apply_default(&mut limits.plugin);
+        }
+        limits
     }
 }
 
@@ -134,18 +128,25 @@ pub struct PluginLimits {
     pub allowed_upgrades: Option<Vec<String>>,
 }
 
-impl Default for PluginLimits {
-    fn default() -> Self {
+impl PluginLimits {
+    /// Every value at zero, before the declared defaults are applied.
+    fn unset() -> Self {
         Self {
-            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
-            handle_timeout: DEFAULT_HANDLE_TIMEOUT,
-            session_cpu_budget: DEFAULT_SESSION_CPU_BUDGET,
-            run_cpu_limit: DEFAULT_RUN_CPU_LIMIT,
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_memory_bytes: 0,
+            handle_timeout: Duration::ZERO,
+            session_cpu_budget: Duration::ZERO,
+            run_cpu_limit: Duration::ZERO,
+            handshake_timeout: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
             max_session_duration: None,
-            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions: 0,
             allowed_upgrades: None,
         }
+    }
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Limits::default().plugin
     }
 }

@@ -1,0 +1,132 @@
+//! The command line of the `switchyard` binary. The limit flags are not written out here: they
+//! are generated from the library's limit declarations ([`switchyard_host::config::limits`]),
+//! so `--help`, the sidecar keys and the README's table always agree, and every value is
+//! range-checked before the host starts (clap's error names the flag and the allowed range).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use switchyard_host::Limits;
+use switchyard_host::config::limits::{self, Limit};
+use switchyard_host::config::{DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE};
+
+/// Host for sandboxed WebAssembly plugins that answer HTTP requests and own upgraded
+/// connections (WebSocket or any other protocol).
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve every `<name>.wasm` in the plugins folder at `/<name>`, reloading plugins when
+    /// their files change. Stops gracefully on SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Folder holding the plugins (`<name>.wasm`, optional `<name>.toml` settings).
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PLUGINS_DIR)]
+    pub(crate) plugins: PathBuf,
+    /// Address to accept HTTP connections on.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub(crate) listen: SocketAddr,
+    /// Folder for compiled plugins, so unchanged plugins load without recompiling
+    /// [default: $XDG_CACHE_HOME/switchyard, else ~/.cache/switchyard].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Compile every plugin on every load; keep nothing on disk.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Quiet time after a change in the plugins folder before it is re-read, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = DEFAULT_RELOAD_DEBOUNCE.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(0..=10_000),
+    )]
+    pub(crate) reload_debounce_ms: u64,
+    #[command(flatten)]
+    pub(crate) limits: LimitArgs,
+}
+
+impl ServeArgs {
+    pub(crate) fn reload_debounce(&self) -> Duration {
+        Duration::from_millis(self.reload_debounce_ms)
+    }
+}
+
+/// Every limit flag, read into [`Limits`] (declared defaults for flags not given).
+#[derive(Debug, Clone)]
+pub(crate) struct LimitArgs(pub(crate) Limits);
+
+impl FromArgMatches for LimitArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut limits = Limits::default();
+        apply_flags(limits::HOST, matches, &mut limits);
+        apply_flags(limits::PLUGIN, matches, &mut limits.plugin);
+        Ok(Self(limits))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for LimitArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        let flags = limits::HOST
+            .iter()
+            .filter_map(flag_arg)
+            .chain(limits::PLUGIN.iter().filter_map(flag_arg));
+        command.next_help_heading("Limits").args(flags)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+/// The flag of `limit`, if it has one: range-checked by clap, its default in the help.
+fn flag_arg<T>(limit: &Limit<T>) -> Option<Arg> {
+    let flag = limit.flag?;
+    let default = limit
+        .default
+        .map_or_else(|| "none".to_owned(), |value| value.to_string());
+    let scope = limit.sidecar_key.map_or_else(String::new, |key| {
+        format!(" Per plugin: a sidecar's [limits] {key} overrides it.")
+    });
+    let what = limit.what.replace('`', "");
+    let mut chars = what.chars();
+    let what: String = chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    Some(
+        Arg::new(flag)
+            .long(flag)
+            .value_name(limit.unit.value_name())
+            .value_parser(clap::value_parser!(u64).range(limit.min..=limit.max))
+            .help(format!(
+                "{what}.{scope} Beyond it: {}. [default: {default}] [range: {}..={}]",
+                limit.exceeded.replace('`', ""),
+                limit.min,
+                limit.max
+            )),
+    )
+}
+
+/// Stores every flag the user gave; clap has already checked each against its range.
+fn apply_flags<T>(declared: &[Limit<T>], matches: &ArgMatches, target: &mut T) {
+    for limit in declared {
+        if let Some(value) = limit.flag.and_then(|flag| matches.get_one::<u64>(flag)) {
+            (limit.set)(target, *value);
+        }
+    }
+}

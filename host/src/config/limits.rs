@@ -1,0 +1,313 @@
+//! The one declaration of every limit: [`HOST`] for host-wide limits, [`PLUGIN`] for the
+//! per-plugin ones (whose flags set the default every plugin starts from, and whose sidecar
+//! keys let one plugin's `[limits]` table override it).
+//!
+//! Each entry names its flag and sidecar key, its unit, its default, the range a value must lie
+//! in (checked for flags by the command line, for sidecar keys when the plugin loads), and what
+//! a client sees when the limit is exceeded. The values a range excludes are the ones that would
+//! make the host or a plugin useless (a zero timeout, a memory no plugin fits in) or a limit
+//! meaningless (a `handle` deadline of centuries).
+
+use std::time::Duration;
+
+use super::{Limits, PluginLimits};
+
+/// How a limit's number is read and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A plain count.
+    Count,
+    /// Bytes.
+    Bytes,
+    /// Mebibytes.
+    Mebibytes,
+    /// Milliseconds.
+    Millis,
+    /// Seconds.
+    Seconds,
+}
+
+impl Unit {
+    /// Placeholder shown for the value in `--help`.
+    pub fn value_name(self) -> &'static str {
+        match self {
+            Unit::Count => "N",
+            Unit::Bytes => "BYTES",
+            Unit::Mebibytes => "MIB",
+            Unit::Millis => "MS",
+            Unit::Seconds => "SECS",
+        }
+    }
+}
+
+/// One limit, declared once. `T` is the struct its value lands in.
+#[derive(Debug)]
+pub struct Limit<T: 'static> {
+    /// Command-line flag without the dashes, if the limit has one.
+    pub flag: Option<&'static str>,
+    /// Key in a plugin sidecar's `[limits]` table, for limits a plugin may override.
+    pub sidecar_key: Option<&'static str>,
+    /// How the number is read and shown.
+    pub unit: Unit,
+    /// The value when nothing sets it; `None` means "no limit".
+    pub default: Option<u64>,
+    /// Smallest allowed value.
+    pub min: u64,
+    /// Largest allowed value.
+    pub max: u64,
+    /// What is limited, as the README's table and `--help` say it.
+    pub what: &'static str,
+    /// What happens when the limit is exceeded.
+    pub exceeded: &'static str,
+    /// Stores a value (already checked against `min..=max`).
+    pub set: fn(&mut T, u64),
+}
+
+impl<T> Limit<T> {
+    /// The name people know this limit by: its flag, else its sidecar key.
+    pub fn name(&self) -> &'static str {
+        self.flag.or(self.sidecar_key).unwrap_or("")
+    }
+
+    /// Stores `value` if it lies in the declared range; otherwise says why not, in words that
+    /// name the limit by `name` (a flag or a sidecar key).
+    pub fn try_set(&self, target: &mut T, value: u64, name: &str) -> Result<(), String> {
+        if (self.min..=self.max).contains(&value) {
+            (self.set)(target, value);
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} = {value} is out of range: it must be between {} and {} ({})",
+                self.min, self.max, self.what
+            ))
+        }
+    }
+
+    /// Stores the declared default, if there is one.
+    pub(crate) fn apply_default(&self, target: &mut T) {
+        if let Some(default) = self.default {
+            (self.set)(target, default);
+        }
+    }
+}
+
+/// Bytes in a mebibyte.
+pub const MIB: u64 = 1 << 20;
+/// Milliseconds in a day: the ceiling of most timeouts, past which a limit stops limiting.
+const DAY_MS: u64 = 86_400_000;
+/// Instances and sessions are counted in `u32`; the pool reserves memory per slot, so a
+/// million is already far beyond what one machine holds.
+const MAX_COUNT: u64 = 1_000_000;
+/// The largest linear memory an instance may be given, in MiB (the pool reserves address
+/// space of this size per slot).
+const MAX_MEMORY_MIB: u64 = 4096;
+
+fn millis(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+/// A declared count, which every range keeps within `u32`.
+fn count(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+/// A declared byte size, which every range keeps within `usize` on 64-bit hosts.
+fn bytes(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// Host-wide limits.
+pub const HOST: &[Limit<Limits>] = &[
+    Limit {
+        flag: Some("max-sessions"),
+        sidecar_key: None,
+        unit: Unit::Count,
+        default: Some(1_000),
+        min: 1,
+        max: MAX_COUNT,
+        what: "live upgraded sessions, host-wide",
+        exceeded: "`503` + `Retry-After: 1`",
+        set: |limits, value| limits.max_sessions = count(value),
+    },
+    Limit {
+        flag: Some("max-header-bytes"),
+        sidecar_key: None,
+        unit: Unit::Bytes,
+        default: Some(64 << 10),
+        min: 1024,
+        max: 1 << 20,
+        what: "request head size",
+        exceeded: "`431`",
+        set: |limits, value| limits.max_header_bytes = bytes(value),
+    },
+    Limit {
+        flag: Some("max-uri-bytes"),
+        sidecar_key: None,
+        unit: Unit::Bytes,
+        default: Some(8 << 10),
+        min: 16,
+        max: 1 << 20,
+        what: "request target length",
+        exceeded: "`414`",
+        set: |limits, value| limits.max_uri_bytes = bytes(value),
+    },
+    Limit {
+        flag: Some("max-body-bytes"),
+        sidecar_key: None,
+        unit: Unit::Bytes,
+        default: Some(8 << 20),
+        min: 0,
+        max: 1 << 30,
+        what: "request body",
+        exceeded: "`413`",
+        set: |limits, value| limits.max_request_body = bytes(value),
+    },
+    Limit {
+        flag: Some("header-read-timeout-ms"),
+        sidecar_key: None,
+        unit: Unit::Millis,
+        default: Some(10_000),
+        min: 100,
+        max: 600_000,
+        what: "time to send a request head (slowloris)",
+        exceeded: "`408`, connection closed",
+        set: |limits, value| limits.header_read_timeout = millis(value),
+    },
+    Limit {
+        flag: Some("drain-timeout-ms"),
+        sidecar_key: None,
+        unit: Unit::Millis,
+        default: Some(10_000),
+        min: 0,
+        max: DAY_MS,
+        what: "drain on shutdown",
+        exceeded: "sessions closed with 1001",
+        set: |limits, value| limits.drain_timeout = millis(value),
+    },
+];
+
+/// Per-plugin limits: the flag sets the default for every plugin, the sidecar key overrides it
+/// for one.
+pub const PLUGIN: &[Limit<PluginLimits>] = &[
+    Limit {
+        flag: Some("plugin-max-sessions"),
+        sidecar_key: Some("max_sessions"),
+        unit: Unit::Count,
+        default: Some(1_000),
+        min: 1,
+        max: MAX_COUNT,
+        what: "live sessions of one plugin",
+        exceeded: "`503` + `Retry-After: 1`",
+        set: |limits, value| limits.max_sessions = count(value),
+    },
+    Limit {
+        flag: Some("memory-mib"),
+        sidecar_key: Some("memory_mib"),
+        unit: Unit::Mebibytes,
+        default: Some(64),
+        min: 1,
+        max: MAX_MEMORY_MIB,
+        what: "linear memory per instance (a plugin may only lower it; one that needs more at start is refused at load)",
+        exceeded: "the guest's allocation fails and it traps: `500` in `handle`, session closed in `upgrade`; logged as \"memory limit\"",
+        set: |limits, value| limits.max_memory_bytes = bytes(value.saturating_mul(MIB)),
+    },
+    Limit {
+        flag: Some("handle-timeout-ms"),
+        sidecar_key: Some("handle_timeout_ms"),
+        unit: Unit::Millis,
+        default: Some(2_000),
+        min: 1,
+        max: 600_000,
+        what: "wall time of `handle`",
+        exceeded: "`504`, instance dropped",
+        set: |limits, value| limits.handle_timeout = millis(value),
+    },
+    Limit {
+        flag: Some("session-cpu-ms"),
+        sidecar_key: Some("session_cpu_ms"),
+        unit: Unit::Millis,
+        default: Some(30_000),
+        min: 10,
+        max: DAY_MS,
+        what: "CPU time per session",
+        exceeded: "session closed, \"CPU budget used up\"",
+        set: |limits, value| limits.session_cpu_budget = millis(value),
+    },
+    Limit {
+        flag: Some("run-cpu-ms"),
+        sidecar_key: Some("run_cpu_ms"),
+        unit: Unit::Millis,
+        default: Some(1_000),
+        min: 10,
+        max: 600_000,
+        what: "CPU time per wake-up of a session",
+        exceeded: "session closed, \"CPU limit per wake-up exceeded\" (a loop)",
+        set: |limits, value| limits.run_cpu_limit = millis(value),
+    },
+    Limit {
+        flag: Some("handshake-timeout-ms"),
+        sidecar_key: Some("handshake_timeout_ms"),
+        unit: Unit::Millis,
+        default: Some(10_000),
+        min: 100,
+        max: 600_000,
+        what: "from `101` to the connection being handed over",
+        exceeded: "session dropped",
+        set: |limits, value| limits.handshake_timeout = millis(value),
+    },
+    Limit {
+        flag: Some("idle-timeout-ms"),
+        sidecar_key: Some("idle_timeout_ms"),
+        unit: Unit::Millis,
+        default: Some(300_000),
+        min: 100,
+        max: DAY_MS,
+        what: "no bytes either way in a session",
+        exceeded: "session closed, \"idle\"",
+        set: |limits, value| limits.idle_timeout = millis(value),
+    },
+    Limit {
+        flag: Some("max-session-secs"),
+        sidecar_key: Some("max_session_secs"),
+        unit: Unit::Seconds,
+        default: None,
+        min: 1,
+        max: 365 * 86_400,
+        what: "session length",
+        exceeded: "session closed",
+        set: |limits, value| limits.max_session_duration = Some(Duration::from_secs(value)),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_lies_in_its_range_and_names_are_unique() {
+        let mut names = std::collections::BTreeSet::new();
+        let host = HOST.iter().map(|l| (l.name(), l.default, l.min, l.max));
+        let plugin = PLUGIN.iter().map(|l| (l.name(), l.default, l.min, l.max));
+        for (name, default, min, max) in host.chain(plugin) {
+            assert!(!name.is_empty());
+            assert!(names.insert(name), "{name} is declared twice");
+            assert!(min <= max, "{name}");
+            if let Some(default) = default {
+                assert!((min..=max).contains(&default), "{name}'s default");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_the_name() {
+        let memory = PLUGIN
+            .iter()
+            .find(|l| l.sidecar_key == Some("memory_mib"))
+            .unwrap();
+        let mut limits = PluginLimits::default();
+        let err = memory.try_set(&mut limits, 0, "memory_mib").unwrap_err();
+        assert!(err.starts_with("memory_mib = 0 is out of range"), "{err}");
+        memory.try_set(&mut limits, 16, "memory_mib").unwrap();
+        assert_eq!(limits.max_memory_bytes, 16 << 20);
+    }
+}
