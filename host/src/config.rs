@@ -22,12 +22,23 @@ pub const DEFAULT_MAX_SESSIONS: u32 = 1_000;
 pub const REQUEST_INSTANCE_HEADROOM: u32 = 256;
 /// Largest request head (request line plus headers); larger ones get `431`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Most header fields in a request head; more get `431`. hyper's own default: up to it, the
+/// parser keeps its header slots on the stack; above it, they are allocated for each request.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// The most `--max-headers` may be: every slot is allocated for each request (tens of bytes).
+pub const MAX_MAX_HEADERS: usize = 10_000;
+/// HTTP connections allowed beyond `--max-sessions` by default: every upgraded session is an
+/// open connection too, and plain requests need some room beside them.
+pub const CONNECTION_HEADROOM: u32 = 1_024;
 /// Longest request target (path and query); longer ones get `414`.
 pub const DEFAULT_MAX_URI_BYTES: usize = 8 * 1024;
 /// Largest request body the host reads before calling a plugin; larger ones get `413`.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 8 << 20;
-/// Time a client has to send a complete request head (slowloris defence).
+/// Time a client has to send a complete request head (slowloris defence); also how long a
+/// keep-alive connection may wait idle for its next request.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a request body may make no progress (no bytes arrive) before the client gets `408`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// On shutdown, how long live sessions may go on before they are closed.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,14 +86,22 @@ impl HostConfig {
 pub struct Limits {
     /// Upgraded sessions alive at once, host-wide; more get `503` with `Retry-After`.
     pub max_sessions: u32,
-    /// Largest request head in bytes (`431` beyond).
+    /// Open connections, host-wide: HTTP connections being served plus upgraded sessions.
+    /// Connections beyond it are closed as soon as they are accepted.
+    pub max_connections: u32,
+    /// Largest request head in bytes, as sent: request line, header lines and the empty line
+    /// that ends the head (`431` beyond).
     pub max_header_bytes: usize,
+    /// Most header fields in a request head (`431` beyond).
+    pub max_headers: usize,
     /// Longest request target in bytes (`414` beyond).
     pub max_uri_bytes: usize,
     /// Largest request body in bytes (`413` beyond).
     pub max_request_body: usize,
     /// Time a client has to send a complete request head.
     pub header_read_timeout: Duration,
+    /// Time a request body may go without progress (`408` beyond).
+    pub body_read_timeout: Duration,
     /// On shutdown, how long live sessions may go on before they are closed.
     pub drain_timeout: Duration,
     /// What each plugin gets unless its sidecar says otherwise.
@@ -97,14 +116,22 @@ impl Limits {
     }
 }
 
+/// The default connection limit for a host allowing `max_sessions` upgraded sessions.
+pub const fn default_max_connections(max_sessions: u32) -> u32 {
+    max_sessions.saturating_add(CONNECTION_HEADROOM)
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_connections: default_max_connections(DEFAULT_MAX_SESSIONS),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
             max_uri_bytes: DEFAULT_MAX_URI_BYTES,
             max_request_body: DEFAULT_MAX_REQUEST_BODY,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             plugin: PluginLimits::default(),
         }

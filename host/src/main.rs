@@ -10,13 +10,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use switchyard_host::config::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDLE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_SESSIONS,
-    DEFAULT_MAX_URI_BYTES, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE, DEFAULT_RUN_CPU_LIMIT,
-    DEFAULT_SESSION_CPU_BUDGET,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDLE_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HEADERS, DEFAULT_MAX_MEMORY_BYTES,
+    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_URI_BYTES, DEFAULT_PLUGINS_DIR,
+    DEFAULT_RELOAD_DEBOUNCE, DEFAULT_RUN_CPU_LIMIT, DEFAULT_SESSION_CPU_BUDGET, MAX_MAX_HEADERS,
+    default_max_connections,
 };
 use switchyard_host::{HostConfig, Limits, PluginLimits, Runtime, Server};
+use tokio_util::sync::CancellationToken;
 
 /// Host for sandboxed WebAssembly plugins that answer HTTP requests and own upgraded
 /// connections (WebSocket or any other protocol).
@@ -65,6 +67,11 @@ struct LimitArgs {
     /// pooled instance; past about 9,000 raise the kernel's vm.max_map_count.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
     max_sessions: u32,
+    /// Open connections, host-wide: HTTP connections being served plus upgraded sessions.
+    /// Connections beyond it are closed as soon as they are accepted
+    /// [default: --max-sessions + 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// Default limit of live sessions per plugin.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
     plugin_max_sessions: u32,
@@ -89,18 +96,36 @@ struct LimitArgs {
     /// Longest a session may last, in seconds (default: no limit).
     #[arg(long, value_name = "SECS")]
     max_session_secs: Option<u64>,
-    /// Largest request head in bytes (431 beyond; at least 8192).
+    /// Largest request head in bytes, as received: request line, header lines and the empty
+    /// line that ends the head (431 beyond).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES)]
     max_header_bytes: usize,
+    /// Most header fields in a request head (431 beyond; 1 to 10000).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_HEADERS,
+        value_parser = max_headers_in_range,
+    )]
+    max_headers: usize,
     /// Longest request target in bytes (414 beyond).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_URI_BYTES)]
     max_uri_bytes: usize,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST_BODY)]
     max_body_bytes: usize,
-    /// Time a client has to send a complete request head, in milliseconds.
+    /// Time a client has to send a complete request head, in milliseconds (408 beyond); also
+    /// how long a keep-alive connection may wait for its next request (closed beyond).
     #[arg(long, value_name = "MS", default_value_t = millis(DEFAULT_HEADER_READ_TIMEOUT))]
     header_read_timeout_ms: u64,
+    /// Time a request body may go without any bytes arriving, in milliseconds (408 beyond).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = millis(DEFAULT_BODY_READ_TIMEOUT),
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    body_read_timeout_ms: u64,
     /// On shutdown, how long live sessions may go on before they are closed, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = millis(DEFAULT_DRAIN_TIMEOUT))]
     drain_timeout_ms: u64,
@@ -110,14 +135,28 @@ const fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
 }
 
+fn max_headers_in_range(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|err| format!("{err}"))?;
+    if (1..=MAX_MAX_HEADERS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be between 1 and {MAX_MAX_HEADERS}"))
+    }
+}
+
 impl LimitArgs {
     fn into_limits(self) -> Limits {
         Limits {
             max_sessions: self.max_sessions,
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(|| default_max_connections(self.max_sessions)),
             max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
             max_uri_bytes: self.max_uri_bytes,
             max_request_body: self.max_body_bytes,
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             plugin: PluginLimits {
                 max_memory_bytes: usize::try_from(self.memory_mib << 20).unwrap_or(usize::MAX),
@@ -156,7 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve(args) = cli.command;
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     tokio.block_on(async {
-        let stop = stop_signal()?;
+        let signals = StopSignals::listen()?;
         let mut config = HostConfig::new(args.plugins, args.listen);
         config.limits = args.limits.into_limits();
         config.reload_debounce = Duration::from_millis(args.reload_debounce_ms);
@@ -171,20 +210,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         let runtime = Arc::new(runtime);
         let server = Server::start(config, runtime).await?;
-        server.run_until(stop).await
+        server
+            .run_until_cut_short(
+                signals.first.cancelled_owned(),
+                signals.second.cancelled_owned(),
+            )
+            .await
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed before the future is
-/// returned, so a signal that arrives while the host is still starting is not missed.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("Ctrl-C received; shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
-        }
-    })
+/// SIGTERM and Ctrl-C (SIGINT): the first starts the graceful shutdown, a second one during
+/// the drain ends it at once.
+struct StopSignals {
+    first: CancellationToken,
+    second: CancellationToken,
+}
+
+impl StopSignals {
+    /// Installs the handlers before returning, so a signal that arrives while the host is still
+    /// starting is not missed.
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let signals = Self {
+            first: CancellationToken::new(),
+            second: CancellationToken::new(),
+        };
+        let (first, second) = (signals.first.clone(), signals.second.clone());
+        tokio::spawn(async move {
+            for token in [first, second] {
+                tokio::select! {
+                    _ = interrupt.recv() => tracing::info!("Ctrl-C received; shutting down"),
+                    _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+                }
+                token.cancel();
+            }
+        });
+        Ok(signals)
+    }
 }
