@@ -40,7 +40,7 @@ impl Dispatcher {
         self: Arc<Self>,
         mut request: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
-        if let Err(refused) = intake::check_head(&request, &self.limits) {
+        if let Some(refused) = intake::check_head(&request, &self.limits) {
             return Ok(refused);
         }
         let Some(plugin) = self.registry.route(request.uri().path()) else {

@@ -51,12 +51,13 @@ impl Refusal {
     }
 }
 
-/// Checks the request head; `Err` is the answer to send instead of routing it.
-pub(crate) fn check_head<B>(request: &Request<B>, limits: &Limits) -> Result<(), Response<Body>> {
+/// Checks the request head; `Some` is the answer to send instead of routing it.
+pub(crate) fn check_head<B>(request: &Request<B>, limits: &Limits) -> Option<Response<Body>> {
     check_target(request, limits)
         .and_then(|()| check_host(request))
         .and_then(|()| check_transfer_coding(request))
-        .map_err(Refusal::into_response)
+        .err()
+        .map(Refusal::into_response)
 }
 
 /// `414` past the request-target limit.
@@ -244,9 +245,7 @@ mod tests {
     }
 
     fn status(request: &Request<()>) -> Option<u16> {
-        check_head(request, &Limits::default())
-            .err()
-            .map(|response| response.status().as_u16())
+        check_head(request, &Limits::default()).map(|response| response.status().as_u16())
     }
 
     #[test]
