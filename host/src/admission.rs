@@ -3,6 +3,7 @@
 //! before any guest code runs, rather than failing later in an obscure way.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::gauge::{Gauge, GaugeGuard};
@@ -15,6 +16,10 @@ pub struct HostStats {
     pub(crate) instances: Arc<Gauge>,
     /// Upgraded sessions alive, host-wide.
     pub(crate) sessions: Arc<Gauge>,
+    /// HTTP connections being served (not yet upgraded; an upgraded one counts as a session).
+    pub(crate) connections: Arc<Gauge>,
+    /// Connections closed on accept because the host had its maximum open, since start.
+    refused_connections: AtomicU64,
     /// Upgraded sessions alive per plugin name; kept across reloads, since a plugin's limit is
     /// about the plugin, not one version of its file.
     per_plugin: Mutex<HashMap<String, Arc<Gauge>>>,
@@ -47,6 +52,27 @@ impl HostStats {
     /// Upgraded sessions alive now.
     pub fn live_sessions(&self) -> u32 {
         self.sessions.live()
+    }
+
+    /// Open connections now: HTTP connections being served plus upgraded sessions.
+    pub fn open_connections(&self) -> u32 {
+        self.connections.live().saturating_add(self.sessions.live())
+    }
+
+    /// Connections refused because the host had its maximum open, since it started.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused_connections.load(Ordering::Relaxed)
+    }
+
+    /// Takes a slot for a newly accepted connection if fewer than `max` are open; counts the
+    /// refusal otherwise. Sessions are counted in: each one is a connection that was upgraded.
+    pub(crate) fn admit_connection(&self, max: u32) -> Option<GaugeGuard> {
+        let room = max.saturating_sub(self.sessions.live());
+        let slot = self.connections.try_enter(room);
+        if slot.is_none() {
+            self.refused_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        slot
     }
 
     /// Takes a session slot for `plugin`, if both the host and the plugin have one free.

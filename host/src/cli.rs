@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use switchyard_host::Limits;
-use switchyard_host::config::limits::{self, Limit};
+use switchyard_host::config::limits::{self, Limit, Preset};
 use switchyard_host::config::{DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE};
 
 /// Host for sandboxed WebAssembly plugins that answer HTTP requests and own upgraded
@@ -96,9 +96,11 @@ impl Args for LimitArgs {
 /// The flag of `limit`, if it has one: range-checked by clap, its default in the help.
 fn flag_arg<T>(limit: &Limit<T>) -> Option<Arg> {
     let flag = limit.flag?;
-    let default = limit
-        .default
-        .map_or_else(|| "none".to_owned(), |value| value.to_string());
+    let default = match limit.default {
+        Preset::Value(value) => value.to_string(),
+        Preset::Unlimited => "none".to_owned(),
+        Preset::Derived(how) => how.replace('`', ""),
+    };
     let scope = limit.sidecar_key.map_or_else(String::new, |key| {
         format!(" Per plugin: a sidecar's [limits] {key} overrides it.")
     });

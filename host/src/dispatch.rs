@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
@@ -17,6 +16,7 @@ use crate::admission::HostStats;
 use crate::bindings::{self, Outgoing};
 use crate::config::Limits;
 use crate::guest_response::{self, Body, host_response};
+use crate::intake;
 use crate::plugin::{LoadedPlugin, PluginInstance};
 use crate::registry::Registry;
 use crate::request_path;
@@ -41,18 +41,8 @@ impl Dispatcher {
         self: Arc<Self>,
         mut request: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
-        let target_len = request
-            .uri()
-            .path_and_query()
-            .map_or(0, |target| target.as_str().len());
-        if target_len > self.limits.max_uri_bytes {
-            return Ok(host_response(
-                StatusCode::URI_TOO_LONG,
-                &format!(
-                    "request target is longer than {} bytes",
-                    self.limits.max_uri_bytes
-                ),
-            ));
+        if let Some(refused) = intake::check_head(&request, &self.limits) {
+            return Ok(refused);
         }
         // Routing and the plugin both use the normalised path, so they cannot disagree.
         let path = match request_path::normalize(request.uri().path()) {
@@ -84,7 +74,7 @@ impl Dispatcher {
             path = %path,
         );
         let answered = async {
-            let body = match self.read_body(body).await {
+            let body = match intake::read_body(body, &self.limits).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -93,25 +83,6 @@ impl Dispatcher {
             self.answer(plugin, request, offer, on_upgrade).await
         };
         Ok(answered.instrument(span).await)
-    }
-
-    /// Reads the whole body, up to the limit.
-    async fn read_body(&self, body: Incoming) -> Result<Bytes, Response<Body>> {
-        let max = self.limits.max_request_body;
-        match Limited::new(body, max).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(host_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body is larger than {max} bytes"),
-            )),
-            Err(err) => {
-                tracing::debug!("reading the request body failed: {err}");
-                Err(host_response(
-                    StatusCode::BAD_REQUEST,
-                    "could not read the request body",
-                ))
-            }
-        }
     }
 
     /// Runs the plugin's `handle` and turns its answer into the response.

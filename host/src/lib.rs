@@ -5,7 +5,11 @@
 //! - [`config`]: settings, and every limit declared once (`config::limits`) with its flag,
 //!   sidecar key, default and allowed range; the README's table is rendered from it
 //!   (`config::docs`).
-//! - [`server`]: the listener; one hyper HTTP/1.1 connection per task, upgrades enabled.
+//! - [`server`]: the listener: the connection limit, graceful shutdown.
+//! - `connection`: one hyper HTTP/1.1 connection per task, upgrades enabled; `408` to a stalled
+//!   request head, `GOAWAY` to an HTTP/2 client.
+//! - `intake`: what a request must satisfy before routing (RFC 9112 `Host`, transfer codings),
+//!   and reading its body within its size and time limits.
 //! - `dispatch`: one request → route → instantiate → `handle` → response or upgrade.
 //! - `request_path`: the normalised path a request is routed on and its plugin sees.
 //! - [`admission`]: live instance and session counts; whether one more session may start.
@@ -29,11 +33,13 @@ pub mod admission;
 pub mod bindings;
 pub mod cache;
 pub mod config;
+mod connection;
 mod cpu;
 mod dispatch;
 pub mod gauge;
 mod guest_log;
 mod guest_response;
+mod intake;
 mod loader;
 pub mod plugin;
 mod pump;

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use cli::{Cli, Command};
 use switchyard_host::{HostConfig, Runtime, Server};
+use tokio_util::sync::CancellationToken;
 
 /// Log filter used when `RUST_LOG` is unset or cannot be parsed.
 const DEFAULT_LOG_FILTER: &str = "info";
@@ -53,7 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let Command::Serve(args) = cli.command;
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     tokio.block_on(async {
-        let stop = stop_signal()?;
+        let signals = StopSignals::listen()?;
         let mut config = HostConfig::new(args.plugins.clone(), args.listen);
         config.reload_debounce = args.reload_debounce();
         let mut runtime = Runtime::new(&args.limits.0)?;
@@ -67,20 +68,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         let runtime = Arc::new(runtime);
         let server = Server::start(config, runtime).await?;
-        server.run_until(stop).await
+        server
+            .run_until_cut_short(
+                signals.first.cancelled_owned(),
+                signals.second.cancelled_owned(),
+            )
+            .await
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT). The handlers are installed before the future is
-/// returned, so a signal that arrives while the host is still starting is not missed.
-fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("Ctrl-C received; shutting down"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
-        }
-    })
+/// SIGTERM and Ctrl-C (SIGINT): the first starts the graceful shutdown, a second one during
+/// the drain ends it at once.
+struct StopSignals {
+    first: CancellationToken,
+    second: CancellationToken,
+}
+
+impl StopSignals {
+    /// Installs the handlers before returning, so a signal that arrives while the host is still
+    /// starting is not missed.
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let signals = Self {
+            first: CancellationToken::new(),
+            second: CancellationToken::new(),
+        };
+        let steps = [
+            (signals.first.clone(), "shutting down"),
+            (signals.second.clone(), "ending the drain at once"),
+        ];
+        tokio::spawn(async move {
+            for (token, action) in steps {
+                tokio::select! {
+                    _ = interrupt.recv() => tracing::info!("Ctrl-C received; {action}"),
+                    _ = terminate.recv() => tracing::info!("SIGTERM received; {action}"),
+                }
+                token.cancel();
+            }
+        });
+        Ok(signals)
+    }
 }

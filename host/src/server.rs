@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::admission::HostStats;
-use crate::config::{HostConfig, Limits};
+use crate::config::{DEFAULT_MAX_HEADERS, HostConfig, Limits};
+use crate::connection::{self, ConnectionContext};
 use crate::dispatch::Dispatcher;
+use crate::gauge::GaugeGuard;
 use crate::loader::Loader;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
@@ -28,13 +30,18 @@ use crate::watcher::{self, FolderWatch};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-/// hyper's smallest allowed read buffer; the header limit cannot go below it.
-const MIN_HEADER_BUFFER: usize = 8 * 1024;
+/// hyper's smallest allowed read buffer.
+const MIN_READ_BUFFER: usize = 8 * 1024;
+/// While new connections are being refused for being over the limit, at most one log line per
+/// this interval says how many were.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A bound, loaded host, ready to [`run`](Server::run_until).
 pub struct Server {
     listener: TcpListener,
     dispatcher: Arc<Dispatcher>,
+    /// hyper's settings for every connection, from the limits.
+    http: http1::Builder,
     /// Every HTTP connection task (not yet upgraded), so shutdown can wait for them.
     connections: TaskTracker,
     /// Cancelled at shutdown: connections finish their request in flight, then close.
@@ -46,12 +53,7 @@ pub struct Server {
 impl Server {
     /// Binds `config.listen`, loads every plugin in `config.plugins_dir` and starts watching it.
     pub async fn start(config: HostConfig, runtime: Arc<Runtime>) -> anyhow::Result<Self> {
-        if !config.plugins_dir.is_dir() {
-            bail!(
-                "plugins folder {} does not exist (create it, or pass --plugins <dir>)",
-                config.plugins_dir.display()
-            );
-        }
+        check_plugins_dir(&config.plugins_dir)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -67,6 +69,7 @@ impl Server {
         loader.load_all().await?;
         Ok(Self {
             listener,
+            http: http_settings(runtime.limits()),
             dispatcher: Arc::new(Dispatcher {
                 registry,
                 limits: runtime.limits().clone(),
@@ -100,65 +103,170 @@ impl Server {
     /// sessions are closed (their plugins see the end of input first, so a WebSocket can send a
     /// `1001 going away`). Returns once everything has ended.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.run_until_cut_short(shutdown, std::future::pending())
+            .await
+    }
+
+    /// Like [`run_until`](Self::run_until), but if `cut_short` completes while the host is
+    /// draining (a second SIGTERM or Ctrl-C), the drain ends at once: the sessions still open
+    /// are told to close and the host returns without waiting for them.
+    pub async fn run_until_cut_short(
+        self,
+        shutdown: impl Future<Output = ()>,
+        cut_short: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "listening");
         tokio::pin!(shutdown);
+        let max_connections = self.limits().max_connections();
+        let mut refusals = RefusalLog::default();
         loop {
             tokio::select! {
                 // Cancel safety: `accept` loses no connection when the other branch wins.
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn_connection(stream, peer),
+                    Ok((stream, peer)) => self.admit(stream, peer, &mut refusals),
                     Err(err) => {
                         tracing::warn!("accepting a connection failed: {err}");
                         tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     }
                 },
+                // Cancel safety: a sleep; the refusals stay counted until the next report.
+                () = tokio::time::sleep_until(refusals.next_report()), if refusals.pending() => {
+                    refusals.report(max_connections);
+                }
                 () = &mut shutdown => break,
             }
+        }
+        if refusals.pending() {
+            refusals.report(max_connections);
         }
         let Self {
             listener,
             dispatcher,
             connections,
             stop_connections,
-            _watch,
+            ..
         } = self;
         // Closing the socket turns new clients away at once instead of leaving them queued.
         drop(listener);
-        drain(&dispatcher, &connections, &stop_connections).await;
+        tokio::select! {
+            () = drain(&dispatcher, &connections, &stop_connections) => {}
+            () = cut_short => {
+                let live = dispatcher.stats.live_sessions();
+                tracing::info!(
+                    live_sessions = live,
+                    "asked again to stop: ending the drain now"
+                );
+                dispatcher.sessions.shutdown.cancel();
+            }
+        }
         Ok(())
     }
 
-    fn spawn_connection(&self, stream: TcpStream, peer: SocketAddr) {
+    /// Serves a newly accepted connection if the host has room for it; closes it at once
+    /// otherwise.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, refusals: &mut RefusalLog) {
+        let max = self.limits().max_connections();
+        match self.dispatcher.stats.admit_connection(max) {
+            Some(slot) => self.spawn_connection(stream, peer, slot),
+            None => {
+                drop(stream);
+                refusals.refused(max);
+            }
+        }
+    }
+
+    fn spawn_connection(&self, stream: TcpStream, peer: SocketAddr, slot: GaugeGuard) {
         // Small writes (WebSocket frames, line protocols) must not wait for Nagle.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "setting TCP_NODELAY failed: {err}");
         }
-        let dispatcher = self.dispatcher.clone();
-        let mut http = http1::Builder::new();
-        // hyper enforces the header read timeout only when a timer is set.
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.limits().header_read_timeout)
-            .max_buf_size(self.limits().max_header_bytes.max(MIN_HEADER_BUFFER));
-        let stop = self.stop_connections.clone();
-        let connection = async move {
-            let service = service_fn(move |request| dispatcher.clone().serve(request));
-            let connection = http
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                // Cancel safety: the connection future is polled again below, not dropped.
-                result = connection.as_mut() => result,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, "connection ended with an error: {err}");
-            }
+        let context = ConnectionContext {
+            http: self.http.clone(),
+            dispatcher: self.dispatcher.clone(),
+            stop: self.stop_connections.clone(),
+            slot,
         };
+        let connection = connection::serve(stream, peer, context);
         self.connections.spawn(connection.in_current_span());
+    }
+}
+
+/// A plugins folder that is not there, or is not a folder, is an error naming it.
+fn check_plugins_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!(
+            "plugins folder {} is not a folder (pass --plugins <dir>)",
+            dir.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(
+            "plugins folder {} does not exist (create it, or pass --plugins <dir>)",
+            dir.display()
+        ),
+        Err(err) => {
+            Err(err).with_context(|| format!("cannot read plugins folder {}", dir.display()))
+        }
+    }
+}
+
+/// hyper's settings from the limits. The head size limit is hyper's `max_header_size`, which
+/// counts the head exactly as received; the read buffer is at least that large, so it is never
+/// the buffer that refuses a head within the limit.
+fn http_settings(limits: &Limits) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    // hyper enforces the header read timeout only when a timer is set.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(MIN_READ_BUFFER));
+    // Below hyper's default the header slots stay on the stack; setting it at all moves them
+    // to the heap for every request.
+    if limits.max_headers != DEFAULT_MAX_HEADERS {
+        http.max_headers(limits.max_headers);
+    }
+    http
+}
+
+/// Connections refused for being over the limit, reported at most once per
+/// [`REFUSAL_LOG_INTERVAL`] so that a flood of connections cannot flood the log.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// Refusals not yet reported.
+    unreported: u64,
+    /// When the last report was logged.
+    last_report: Option<Instant>,
+}
+
+impl RefusalLog {
+    /// Counts a refusal; the first one after a quiet interval is reported at once.
+    fn refused(&mut self, max: u32) {
+        self.unreported += 1;
+        if self
+            .last_report
+            .is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL)
+        {
+            self.report(max);
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.unreported > 0
+    }
+
+    fn next_report(&self) -> Instant {
+        self.last_report
+            .map_or_else(Instant::now, |at| at + REFUSAL_LOG_INTERVAL)
+    }
+
+    fn report(&mut self, max: u32) {
+        tracing::warn!(
+            refused = self.unreported,
+            "connection limit of {max} open connections reached: closed {} new connection(s) \
+             at once (at most one such line every {REFUSAL_LOG_INTERVAL:?})",
+            self.unreported
+        );
+        self.unreported = 0;
+        self.last_report = Some(Instant::now());
     }
 }
 

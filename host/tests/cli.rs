@@ -1,5 +1,5 @@
-//! The `switchyard` command line: help text, and clear failures for a missing plugins folder
-//! or an address already in use.
+//! The `switchyard` command line: help text, clear failures for a missing plugins folder, a
+//! plugins path that is not a folder or an address already in use, and shutdown on signals.
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
@@ -43,6 +43,20 @@ fn missing_plugins_folder_fails_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("plugins folder /nonexistent/switchyard-plugins does not exist"),
+        "{stderr}"
+    );
+}
+
+/// A plugins path that is a file is an error saying so, not that it does not exist.
+#[test]
+fn plugins_path_that_is_a_file_fails_clearly() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let path = file.path().to_str().unwrap();
+    let output = switchyard(&["serve", "--plugins", path, "--listen", "127.0.0.1:0"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("plugins folder {path} is not a folder")),
         "{stderr}"
     );
 }
@@ -170,5 +184,82 @@ fn an_invalid_log_filter_is_reported() {
     assert!(
         stdout.contains("ignoring RUST_LOG=\"switchyard=loud\""),
         "{stdout}"
+    );
+}
+
+/// A second SIGTERM while the host drains ends the drain at once: here a connection that is
+/// still sending its request head would hold the drain for a minute.
+#[test]
+fn second_sigterm_ends_the_drain_at_once() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let plugins = tempfile::tempdir().unwrap();
+    let mut host = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--drain-timeout-ms",
+            "60000",
+            "--header-read-timeout-ms",
+            "60000",
+        ])
+        .arg("--plugins")
+        .arg(plugins.path())
+        .arg("--no-cache")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting switchyard");
+    let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("listening"))
+        .expect("the host logged where it listens");
+    let addr = listening
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an address in the log line");
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = nix::unistd::Pid::from_raw(host.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("draining for up to"))
+        .expect("the host logged that it drains");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        host.try_wait().unwrap().is_none(),
+        "the drain ended by itself"
+    );
+
+    let second = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = second + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = host.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host did not exit after a second SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = second.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        took < Duration::from_secs(2),
+        "exited {took:?} after the second SIGTERM"
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter()
+            .any(|line| line.contains("ending the drain now")),
+        "{rest:?}"
     );
 }

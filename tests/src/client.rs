@@ -136,6 +136,15 @@ impl RawConnection {
         }
     }
 
+    /// Reads everything up to the host's closing the connection (a reset counts as closed),
+    /// failing if it stays open past `within`.
+    pub async fn read_to_end_within(&mut self, within: Duration) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.pending);
+        let read = tokio::time::timeout(within, self.stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the connection stayed open past {within:?}");
+        rest
+    }
+
     /// Reads until `pending` holds `delimiter`; returns the index just past it.
     async fn read_until(&mut self, delimiter: &[u8]) -> usize {
         loop {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::limits::{HOST, Limit, PLUGIN, Unit};
+use super::limits::{HOST, Limit, PLUGIN, Preset, Unit};
 
 /// Sidecar key of the one per-plugin setting that is a list rather than a number.
 pub const ALLOWED_UPGRADES_KEY: &str = "allowed_upgrades";
@@ -31,9 +31,11 @@ fn row<T>(table: &mut String, limit: &Limit<T>) {
     let code = |name: Option<&str>, dashes: &str| {
         name.map_or_else(|| "–".to_owned(), |name| format!("`{dashes}{name}`"))
     };
-    let default = limit
-        .default
-        .map_or_else(|| "none".to_owned(), |value| amount(value, limit.unit));
+    let default = match limit.default {
+        Preset::Value(value) => amount(value, limit.unit),
+        Preset::Unlimited => "none".to_owned(),
+        Preset::Derived(how) => how.to_owned(),
+    };
     let _ = writeln!(
         table,
         "| {} | {} | {} | {} | {} – {} | {} |",

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::{Limits, PluginLimits};
+use super::{DEFAULT_MAX_HEADERS, Limits, PluginLimits};
 
 /// How a limit's number is read and shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,17 @@ impl Unit {
     }
 }
 
+/// A limit's value when no flag or sidecar key sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// This number.
+    Value(u64),
+    /// No limit.
+    Unlimited,
+    /// Computed from other limits, as described.
+    Derived(&'static str),
+}
+
 /// One limit, declared once. `T` is the struct its value lands in.
 #[derive(Debug)]
 pub struct Limit<T: 'static> {
@@ -49,8 +60,8 @@ pub struct Limit<T: 'static> {
     pub sidecar_key: Option<&'static str>,
     /// How the number is read and shown.
     pub unit: Unit,
-    /// The value when nothing sets it; `None` means "no limit".
-    pub default: Option<u64>,
+    /// The value when nothing sets it.
+    pub default: Preset,
     /// Smallest allowed value.
     pub min: u64,
     /// Largest allowed value.
@@ -85,7 +96,7 @@ impl<T> Limit<T> {
 
     /// Stores the declared default, if there is one.
     pub(crate) fn apply_default(&self, target: &mut T) {
-        if let Some(default) = self.default {
+        if let Preset::Value(default) = self.default {
             (self.set)(target, default);
         }
     }
@@ -111,8 +122,8 @@ fn count(value: u64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
-/// A declared byte size, which every range keeps within `usize` on 64-bit hosts.
-fn bytes(value: u64) -> usize {
+/// A declared size or count kept as `usize`, which every range keeps within it on 64-bit hosts.
+fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
 
@@ -122,7 +133,7 @@ pub const HOST: &[Limit<Limits>] = &[
         flag: Some("max-sessions"),
         sidecar_key: None,
         unit: Unit::Count,
-        default: Some(1_000),
+        default: Preset::Value(1_000),
         min: 1,
         max: MAX_COUNT,
         what: "live upgraded sessions, host-wide",
@@ -130,54 +141,87 @@ pub const HOST: &[Limit<Limits>] = &[
         set: |limits, value| limits.max_sessions = count(value),
     },
     Limit {
+        flag: Some("max-connections"),
+        sidecar_key: None,
+        unit: Unit::Count,
+        default: Preset::Derived("`--max-sessions` + 1,024"),
+        min: 1,
+        max: MAX_COUNT,
+        what: "open connections, host-wide (HTTP connections being served plus upgraded sessions)",
+        exceeded: "the new connection is closed as soon as it is accepted, and counted; one warning per 10 s says how many were",
+        set: |limits, value| limits.max_connections = Some(count(value)),
+    },
+    Limit {
         flag: Some("max-header-bytes"),
         sidecar_key: None,
         unit: Unit::Bytes,
-        default: Some(64 << 10),
+        default: Preset::Value(64 << 10),
         min: 1024,
         max: 1 << 20,
-        what: "request head size",
-        exceeded: "`431`",
-        set: |limits, value| limits.max_header_bytes = bytes(value),
+        what: "request head size: request line, header lines and the empty line that ends the head, byte for byte as received",
+        exceeded: "`431`, connection closed",
+        set: |limits, value| limits.max_header_bytes = to_usize(value),
+    },
+    Limit {
+        flag: Some("max-headers"),
+        sidecar_key: None,
+        unit: Unit::Count,
+        default: Preset::Value(DEFAULT_MAX_HEADERS as u64),
+        min: 1,
+        max: 10_000,
+        what: "header fields in a request head (each line counts, repeated names too)",
+        exceeded: "`431`, connection closed",
+        set: |limits, value| limits.max_headers = to_usize(value),
     },
     Limit {
         flag: Some("max-uri-bytes"),
         sidecar_key: None,
         unit: Unit::Bytes,
-        default: Some(8 << 10),
+        default: Preset::Value(8 << 10),
         min: 16,
         max: 1 << 20,
         what: "request target length",
         exceeded: "`414`",
-        set: |limits, value| limits.max_uri_bytes = bytes(value),
+        set: |limits, value| limits.max_uri_bytes = to_usize(value),
     },
     Limit {
         flag: Some("max-body-bytes"),
         sidecar_key: None,
         unit: Unit::Bytes,
-        default: Some(8 << 20),
+        default: Preset::Value(8 << 20),
         min: 0,
         max: 1 << 30,
         what: "request body",
         exceeded: "`413`",
-        set: |limits, value| limits.max_request_body = bytes(value),
+        set: |limits, value| limits.max_request_body = to_usize(value),
     },
     Limit {
         flag: Some("header-read-timeout-ms"),
         sidecar_key: None,
         unit: Unit::Millis,
-        default: Some(10_000),
+        default: Preset::Value(10_000),
         min: 100,
         max: 600_000,
         what: "time to send a request head (slowloris)",
-        exceeded: "`408`, connection closed",
+        exceeded: "`408`, connection closed; a keep-alive connection that has sent no byte of a next request in that time is closed without a reply",
         set: |limits, value| limits.header_read_timeout = millis(value),
+    },
+    Limit {
+        flag: Some("body-read-timeout-ms"),
+        sidecar_key: None,
+        unit: Unit::Millis,
+        default: Preset::Value(10_000),
+        min: 100,
+        max: 600_000,
+        what: "time a request body may go without a byte arriving",
+        exceeded: "`408`, connection closed",
+        set: |limits, value| limits.body_read_timeout = millis(value),
     },
     Limit {
         flag: Some("drain-timeout-ms"),
         sidecar_key: None,
         unit: Unit::Millis,
-        default: Some(10_000),
+        default: Preset::Value(10_000),
         min: 0,
         max: DAY_MS,
         what: "drain on shutdown",
@@ -193,7 +237,7 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         flag: Some("plugin-max-sessions"),
         sidecar_key: Some("max_sessions"),
         unit: Unit::Count,
-        default: Some(1_000),
+        default: Preset::Value(1_000),
         min: 1,
         max: MAX_COUNT,
         what: "live sessions of one plugin",
@@ -204,18 +248,18 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         flag: Some("memory-mib"),
         sidecar_key: Some("memory_mib"),
         unit: Unit::Mebibytes,
-        default: Some(64),
+        default: Preset::Value(64),
         min: 1,
         max: MAX_MEMORY_MIB,
         what: "linear memory per instance (a plugin may only lower it; one that needs more at start is refused at load)",
         exceeded: "the guest's allocation fails and it traps: `500` in `handle`, session closed in `upgrade`; logged as \"memory limit\"",
-        set: |limits, value| limits.max_memory_bytes = bytes(value.saturating_mul(MIB)),
+        set: |limits, value| limits.max_memory_bytes = to_usize(value.saturating_mul(MIB)),
     },
     Limit {
         flag: Some("handle-timeout-ms"),
         sidecar_key: Some("handle_timeout_ms"),
         unit: Unit::Millis,
-        default: Some(2_000),
+        default: Preset::Value(2_000),
         min: 1,
         max: 600_000,
         what: "wall time of `handle`",
@@ -226,7 +270,7 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         flag: Some("session-cpu-ms"),
         sidecar_key: Some("session_cpu_ms"),
         unit: Unit::Millis,
-        default: Some(30_000),
+        default: Preset::Value(30_000),
         min: 10,
         max: DAY_MS,
         what: "CPU time per session",
@@ -237,7 +281,7 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         flag: Some("run-cpu-ms"),
         sidecar_key: Some("run_cpu_ms"),
         unit: Unit::Millis,
-        default: Some(1_000),
+        default: Preset::Value(1_000),
         min: 10,
         max: 600_000,
         what: "CPU time per wake-up of a session",
@@ -248,7 +292,7 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         flag: Some("handshake-timeout-ms"),
         sidecar_key: Some("handshake_timeout_ms"),
         unit: Unit::Millis,
-        default: Some(10_000),
+        default: Preset::Value(10_000),
         min: 100,
         max: 600_000,
         what: "from `101` to the connection being handed over",
@@ -259,7 +303,7 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         flag: Some("idle-timeout-ms"),
         sidecar_key: Some("idle_timeout_ms"),
         unit: Unit::Millis,
-        default: Some(300_000),
+        default: Preset::Value(300_000),
         min: 100,
         max: DAY_MS,
         what: "no bytes either way in a session",
@@ -270,7 +314,7 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         flag: Some("max-session-secs"),
         sidecar_key: Some("max_session_secs"),
         unit: Unit::Seconds,
-        default: None,
+        default: Preset::Unlimited,
         min: 1,
         max: 365 * 86_400,
         what: "session length",
@@ -292,7 +336,7 @@ mod tests {
             assert!(!name.is_empty());
             assert!(names.insert(name), "{name} is declared twice");
             assert!(min <= max, "{name}");
-            if let Some(default) = default {
+            if let Preset::Value(default) = default {
                 assert!((min..=max).contains(&default), "{name}'s default");
             }
         }

@@ -27,6 +27,12 @@ pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 pub const DEFAULT_RELOAD_DEBOUNCE: Duration = Duration::from_millis(25);
 /// Plugin instances kept in the pool beyond the session limit, for plain requests in flight.
 pub const REQUEST_INSTANCE_HEADROOM: u32 = 256;
+/// HTTP connections allowed beyond `--max-sessions` by default: every upgraded session is an
+/// open connection too, and plain requests need some room beside them.
+pub const CONNECTION_HEADROOM: u32 = 1_024;
+/// Most header fields in a request head by default; hyper's own default: up to it, the parser
+/// keeps its header slots on the stack; above it, they are allocated for each request.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
 
 /// Everything [`crate::Server`] needs besides its [`crate::Runtime`] (which holds the limits,
 /// because the engine's instance pool is sized from them).
@@ -57,14 +63,24 @@ impl HostConfig {
 pub struct Limits {
     /// Upgraded sessions alive at once, host-wide; more get `503` with `Retry-After`.
     pub max_sessions: u32,
-    /// Largest request head in bytes (`431` beyond).
+    /// Open connections, host-wide: HTTP connections being served plus upgraded sessions.
+    /// Connections beyond it are closed as soon as they are accepted. `None`: derived from
+    /// `max_sessions` (see [`Limits::max_connections`]).
+    pub max_connections: Option<u32>,
+    /// Largest request head in bytes, as sent: request line, header lines and the empty line
+    /// that ends the head (`431` beyond).
     pub max_header_bytes: usize,
+    /// Most header fields in a request head (`431` beyond).
+    pub max_headers: usize,
     /// Longest request target in bytes (`414` beyond).
     pub max_uri_bytes: usize,
     /// Largest request body in bytes (`413` beyond).
     pub max_request_body: usize,
-    /// Time a client has to send a complete request head.
+    /// Time a client has to send a complete request head; also how long a keep-alive
+    /// connection may wait idle for its next request.
     pub header_read_timeout: Duration,
+    /// Time a request body may go without progress (`408` beyond).
+    pub body_read_timeout: Duration,
     /// On shutdown, how long live sessions may go on before they are closed.
     pub drain_timeout: Duration,
     /// What each plugin gets unless its sidecar says otherwise.
@@ -78,14 +94,24 @@ impl Limits {
         self.max_sessions.saturating_add(REQUEST_INSTANCE_HEADROOM)
     }
 
+    /// Open connections allowed host-wide: as configured, else [`CONNECTION_HEADROOM`] more
+    /// than the session limit.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+            .unwrap_or_else(|| self.max_sessions.saturating_add(CONNECTION_HEADROOM))
+    }
+
     /// Every value at zero, before the declared defaults are applied.
     fn unset() -> Self {
         Self {
             max_sessions: 0,
+            max_connections: None,
             max_header_bytes: 0,
+            max_headers: 0,
             max_uri_bytes: 0,
             max_request_body: 0,
             header_read_timeout: Duration::ZERO,
+            body_read_timeout: Duration::ZERO,
             drain_timeout: Duration::ZERO,
             plugin: PluginLimits::unset(),
         }

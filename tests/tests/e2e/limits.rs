@@ -185,7 +185,8 @@ async fn oversized_requests_get_4xx() {
     .await;
 }
 
-/// A client that never finishes its request head is cut off after the header timeout.
+/// A client that never finishes its request head gets `408` at the header timeout and the
+/// connection is closed; a keep-alive connection idle for as long is closed without a reply.
 #[tokio::test]
 async fn slow_request_heads_time_out() {
     bounded(async {
@@ -201,20 +202,132 @@ async fn slow_request_heads_time_out() {
             .unwrap();
         let started = Instant::now();
         let mut rest = Vec::new();
-        // hyper answers 408 and closes; reading to the end shows both.
         let read =
             tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "the connection stayed open");
-        assert!(
-            started.elapsed() >= Duration::from_millis(250),
-            "{:?}",
-            started.elapsed()
-        );
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(250), "{took:?}");
         let text = String::from_utf8_lossy(&rest);
         assert!(
-            text.is_empty() || text.starts_with("HTTP/1.1 408"),
-            "{text}"
+            text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{text:?}"
         );
+        assert!(text.contains("connection: close"), "{text}");
+
+        // Idle between requests: one request served, then nothing more is sent.
+        let mut idle =
+            RawConnection::open(host.addr, b"GET /hello HTTP/1.1\r\nhost: t\r\n\r\n").await;
+        let head = idle.read_head().await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("a content-length");
+        idle.read_exact(length).await;
+        let rest = idle.read_to_end_within(Duration::from_secs(5)).await;
+        assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    })
+    .await;
+}
+
+/// A request body that stops arriving gets `408` once no byte has come for the body read
+/// timeout, and the connection is closed; a body that trickles in steadily is read whole.
+#[tokio::test]
+async fn stalled_request_bodies_get_408() {
+    bounded(async {
+        let stall = Duration::from_millis(300);
+        let limits = Limits {
+            body_read_timeout: stall,
+            ..Limits::default()
+        };
+        let host = TestHost::start_configured(&["hello"], &[], Some(limits)).await;
+        let mut conn = RawConnection::open(
+            host.addr,
+            b"POST /hello HTTP/1.1\r\nhost: t\r\ncontent-length: 1000\r\n\r\nabc",
+        )
+        .await;
+        let started = Instant::now();
+        let head = conn.read_head().await;
+        let took = started.elapsed();
+        assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(took >= stall && took < stall * 5, "answered after {took:?}");
+        conn.read_line().await;
+        conn.expect_closed().await;
+        host.wait_for_log(&["path=/hello", "request body stalled"], LOG_WAIT)
+            .await;
+
+        // Ten bytes, one every 100 ms: never 300 ms without progress.
+        let mut steady = RawConnection::open(
+            host.addr,
+            b"POST /hello HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\n",
+        )
+        .await;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            steady.write(b"z").await;
+        }
+        assert!(steady.read_head().await.starts_with("HTTP/1.1 200"));
+    })
+    .await;
+}
+
+/// Past `max_connections` open connections, new ones are closed as soon as they are accepted,
+/// counted, and reported in one log line; a freed place is usable at once.
+#[tokio::test]
+async fn connections_over_the_limit_are_closed_at_once() {
+    bounded(async {
+        let limits = Limits {
+            max_connections: Some(3),
+            ..Limits::default()
+        };
+        let host = TestHost::start_configured(&["hello"], &[], Some(limits)).await;
+        let mut holders = Vec::new();
+        for _ in 0..3 {
+            holders.push(RawConnection::open(host.addr, b"GET /hello HTTP/1.1\r\n").await);
+        }
+        let deadline = Instant::now() + LOG_WAIT;
+        while host.stats().open_connections() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "the holders were not all accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..5 {
+            let mut extra = RawConnection::open(host.addr, b"").await;
+            let started = Instant::now();
+            extra.expect_closed().await;
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        assert_eq!(host.stats().refused_connections(), 5);
+        host.wait_for_log(
+            &["connection limit of 3 open connections reached"],
+            LOG_WAIT,
+        )
+        .await;
+        let reports = host
+            .log_lines()
+            .into_iter()
+            .filter(|line| line.contains("connection limit of 3"))
+            .count();
+        assert_eq!(reports, 1, "one line for a burst of refusals");
+
+        drop(holders.pop());
+        let deadline = Instant::now() + LOG_WAIT;
+        while host.stats().open_connections() >= 3 {
+            assert!(
+                Instant::now() < deadline,
+                "the closed connection kept its place"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
     })
     .await;
 }

@@ -2,6 +2,7 @@
 //! script, and real clients (hyper, tokio-tungstenite, raw TCP).
 
 mod cache;
+mod conformance;
 mod faults;
 mod http;
 mod limits;

@@ -175,3 +175,121 @@ async fn ten_thousand_session_cycles() {
     })
     .await;
 }
+
+/// Slow bodies: 200 requests that promise 1,000 body bytes and send 3 are each answered `408`
+/// once the body read timeout passes without progress, and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_bodies_get_408() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    bounded(async {
+        const CONNECTIONS: usize = 200;
+        let stall = Duration::from_millis(500);
+        let limits = Limits {
+            body_read_timeout: stall,
+            ..Limits::default()
+        };
+        let host = TestHost::start_configured(&["echo", "hello"], &[], Some(limits)).await;
+        under_attack(&host, "stalled bodies (200 connections)", 1, |_| async {
+            let mut stalled = Vec::new();
+            let started = Instant::now();
+            for _ in 0..CONNECTIONS {
+                let mut stream = TcpStream::connect(host.addr).await.unwrap();
+                stream
+                    .write_all(
+                        b"POST /hello HTTP/1.1\r\nhost: t\r\ncontent-length: 1000\r\n\r\nabc",
+                    )
+                    .await
+                    .unwrap();
+                stalled.push(stream);
+            }
+            let mut slowest = Duration::ZERO;
+            for stream in &mut stalled {
+                let mut answer = Vec::new();
+                tokio::time::timeout(stall * 10, stream.read_to_end(&mut answer))
+                    .await
+                    .expect("a stalled body held its connection")
+                    .ok();
+                assert!(
+                    answer.starts_with(b"HTTP/1.1 408"),
+                    "{:?}",
+                    String::from_utf8_lossy(&answer)
+                );
+                slowest = slowest.max(started.elapsed());
+            }
+            println!(
+                "  stalled bodies: all {CONNECTIONS} answered 408 and closed within {slowest:?} \
+                 (body read timeout {stall:?})"
+            );
+            assert!(slowest < stall * 6, "{slowest:?}");
+            assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+        })
+        .await;
+    })
+    .await;
+}
+
+/// A connection flood past `max_connections`: the excess connections are closed at once and
+/// reported in one aggregated log line, while the bystander session keeps being served; once
+/// the holders go, plain requests are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    bounded(async {
+        const MAX: u32 = 100;
+        const FLOOD: usize = 2_000;
+        switchyard_tests::probe::raise_open_file_limit();
+        let limits = Limits {
+            max_connections: Some(MAX),
+            ..Limits::default()
+        };
+        let host = TestHost::start_configured(&["echo", "hello"], &[], Some(limits)).await;
+        under_attack(&host, "connection flood (2,000 past a limit of 100)", 1, |_| async {
+            // The bystander's session is one of the open connections.
+            let mut holders = Vec::new();
+            for _ in host.stats().open_connections()..MAX {
+                let mut stream = TcpStream::connect(host.addr).await.unwrap();
+                stream.write_all(b"GET /hello HTTP/1.1\r\n").await.unwrap();
+                holders.push(stream);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while host.stats().open_connections() < MAX {
+                assert!(Instant::now() < deadline, "the holders were not all accepted");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let started = Instant::now();
+            let mut slowest = Duration::ZERO;
+            for _ in 0..FLOOD {
+                let mut stream = TcpStream::connect(host.addr).await.unwrap();
+                let connected = Instant::now();
+                let mut byte = [0u8; 1];
+                let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut byte))
+                    .await
+                    .expect("a connection over the limit stayed open");
+                assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+                slowest = slowest.max(connected.elapsed());
+            }
+            let took = started.elapsed();
+            let refused = host.stats().refused_connections();
+            let reports = host
+                .log_lines()
+                .into_iter()
+                .filter(|line| line.contains("connection limit of 100 open connections"))
+                .count();
+            println!(
+                "  connection flood: {FLOOD} connections past the limit closed in {took:?}, \
+                 slowest {slowest:?} from connect to close; {refused} counted, {reports} log line(s)"
+            );
+            assert_eq!(refused, FLOOD as u64);
+            assert!(reports <= 2, "{reports} log lines for one flood");
+            drop(holders);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while host.stats().open_connections() >= MAX {
+                assert!(Instant::now() < deadline, "the holders' places did not come back");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+        })
+        .await;
+    })
+    .await;
+}
