@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use tracing::Instrument as _;
 
-use crate::plugin::{LoadedPlugin, plugin_name};
+use crate::plugin::{LoadedPlugin, one_line, plugin_name};
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 
@@ -126,13 +126,25 @@ impl Loader {
             .await;
         match loaded {
             Ok(Ok(plugin)) => Some(plugin),
+            // The name and path come from a file name, which may hold anything, line breaks
+            // included: escaped, so the event stays one line.
             Ok(Err(err)) => {
                 let kept = current.map_or("none", |p| p.version());
-                tracing::error!(plugin = %name, file = %wasm_path.display(), kept_version = %kept, "plugin not loaded: {err}");
+                tracing::error!(
+                    plugin = %name.escape_debug(),
+                    file = %wasm_path.display().to_string().escape_debug(),
+                    kept_version = %kept,
+                    "plugin not loaded: {}",
+                    one_line(&err.to_string())
+                );
                 None
             }
             Err(join_error) => {
-                tracing::error!(plugin = %name, file = %wasm_path.display(), "plugin loader panicked: {join_error}");
+                tracing::error!(
+                    plugin = %name.escape_debug(),
+                    file = %wasm_path.display().to_string().escape_debug(),
+                    "plugin loader panicked: {join_error}"
+                );
                 None
             }
         }
