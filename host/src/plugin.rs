@@ -12,7 +12,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use crate::bindings::{self, PluginPre};
-use crate::cache::Origin;
+use crate::cache::{ContentHash, Origin};
 use crate::config::PluginLimits;
 use crate::gauge::{Gauge, GaugeGuard};
 use crate::runtime::Runtime;
@@ -148,9 +148,10 @@ impl LoadedPlugin {
                 path: wasm_path.with_extension("toml"),
                 message,
             })?;
-        let version = version_id(&bytes);
+        let hash: ContentHash = Sha256::digest(&bytes).into();
+        let version = version_id(&hash);
         let compiled = match runtime.artifact_cache() {
-            Some(cache) => cache.component(runtime.engine(), &bytes, &version),
+            Some(cache) => cache.component(runtime.engine(), &bytes, &hash),
             None => Component::new(runtime.engine(), &bytes).map(|c| (c, Origin::Compiled)),
         };
         let (component, origin) = compiled.map_err(|source| LoadError::Compile {
@@ -204,7 +205,7 @@ impl LoadedPlugin {
         let Ok(bytes) = read_in_folder(wasm_path) else {
             return false;
         };
-        version_id(&bytes) == self.version
+        version_id(&Sha256::digest(&bytes).into()) == self.version
             && read_settings(wasm_path).is_ok_and(|settings| settings == self.settings)
     }
 
@@ -353,9 +354,9 @@ pub(crate) fn one_line(text: &str) -> String {
     line
 }
 
-fn version_id(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+/// The first [`VERSION_ID_LEN`] hex digits of the content hash.
+fn version_id(hash: &ContentHash) -> String {
+    let mut hex = crate::cache::hex(hash);
     hex.truncate(VERSION_ID_LEN);
     hex
 }
