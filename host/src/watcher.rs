@@ -61,10 +61,14 @@ pub(crate) fn watch(loader: Arc<Loader>, debounce: Duration) -> anyhow::Result<F
         }
     })
     .context("creating the plugins folder watcher")?;
-    if let Some(parent) = folder.parent() {
-        watcher
-            .watch(parent, RecursiveMode::NonRecursive)
-            .with_context(|| format!("watching {}", parent.display()))?;
+    if let Some(parent) = folder.parent()
+        && let Err(err) = watcher.watch(parent, RecursiveMode::NonRecursive)
+    {
+        // Hot reload of the plugins still works; only the folder's own replacement is missed.
+        tracing::warn!(
+            dir = %parent.display(),
+            "cannot watch the plugins folder's parent ({err}); if the plugins folder is deleted or replaced, restart the host"
+        );
     }
     watcher
         .watch(&folder, RecursiveMode::NonRecursive)
