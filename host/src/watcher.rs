@@ -21,7 +21,11 @@ use crate::loader::{Loader, plugin_for_file};
 
 /// Keeps the OS watches alive; dropping it stops hot reload.
 pub(crate) struct FolderWatch {
-    _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
+    _folder: Arc<Mutex<notify::RecommendedWatcher>>,
+    /// A watcher of its own: in one watcher the parent's "folder deleted" event and the
+    /// folder's own would both remove the folder's watch, and the second attempt is logged as
+    /// a warning.
+    _parent: Option<notify::RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,28 +52,10 @@ pub(crate) fn watch(loader: Arc<Loader>, debounce: Duration) -> anyhow::Result<F
     let folder = std::path::absolute(&loader.dir)
         .with_context(|| format!("resolving {}", loader.dir.display()))?;
     let (changed_tx, changed_rx) = mpsc::unbounded_channel();
-    let events_folder = folder.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
-            Ok(event) => {
-                for change in classify(&event, &events_folder) {
-                    // The receiver only goes away when the host shuts down.
-                    let _ = changed_tx.send(change);
-                }
-            }
-            Err(err) => tracing::warn!("file watcher error: {err}"),
-        }
-    })
-    .context("creating the plugins folder watcher")?;
-    if let Some(parent) = folder.parent()
-        && let Err(err) = watcher.watch(parent, RecursiveMode::NonRecursive)
-    {
-        // Hot reload of the plugins still works; only the folder's own replacement is missed.
-        tracing::warn!(
-            dir = %parent.display(),
-            "cannot watch the plugins folder's parent ({err}); if the plugins folder is deleted or replaced, restart the host"
-        );
-    }
+    let parent = folder
+        .parent()
+        .and_then(|parent| watch_parent(parent, &folder, changed_tx.clone()));
+    let mut watcher = watcher_for(&folder, changed_tx)?;
     watcher
         .watch(&folder, RecursiveMode::NonRecursive)
         .with_context(|| format!("watching {}", folder.display()))?;
@@ -87,9 +73,53 @@ pub(crate) fn watch(loader: Arc<Loader>, debounce: Duration) -> anyhow::Result<F
         .in_current_span(),
     );
     Ok(FolderWatch {
-        _watcher: watcher,
+        _folder: watcher,
+        _parent: parent,
         task,
     })
+}
+
+/// A watcher that sends what its events mean for the plugins in `folder` to `changed`.
+fn watcher_for(
+    folder: &Path,
+    changed: mpsc::UnboundedSender<Change>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    let folder = folder.to_owned();
+    notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        Ok(event) => {
+            for change in classify(&event, &folder) {
+                // The receiver only goes away when the host shuts down.
+                let _ = changed.send(change);
+            }
+        }
+        Err(err) => tracing::warn!("file watcher error: {err}"),
+    })
+    .context("creating the plugins folder watcher")
+}
+
+/// Watches `parent` for `folder` coming and going. Without it hot reload of the plugins still
+/// works; only the folder's own replacement is missed, which the warning says.
+fn watch_parent(
+    parent: &Path,
+    folder: &Path,
+    changed: mpsc::UnboundedSender<Change>,
+) -> Option<notify::RecommendedWatcher> {
+    let watched = watcher_for(folder, changed).and_then(|mut watcher| {
+        watcher
+            .watch(parent, RecursiveMode::NonRecursive)
+            .map_err(anyhow::Error::from)?;
+        Ok(watcher)
+    });
+    match watched {
+        Ok(watcher) => Some(watcher),
+        Err(err) => {
+            tracing::warn!(
+                dir = %parent.display(),
+                "cannot watch the plugins folder's parent ({err:#}); if the plugins folder is deleted or replaced, restart the host"
+            );
+            None
+        }
+    }
 }
 
 /// The changes one event stands for. Events about other entries of the parent folder are
