@@ -36,7 +36,8 @@ pub(crate) struct ServeArgs {
     /// Address to accept HTTP connections on.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
-    /// Folder for compiled plugins, so unchanged plugins load without recompiling
+    /// Folder for compiled plugins, so unchanged plugins load without recompiling; not used
+    /// (with a warning) unless it is this user's and nobody else may write it
     /// [default: $XDG_CACHE_HOME/switchyard, else ~/.cache/switchyard].
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
     pub(crate) cache_dir: Option<PathBuf>,

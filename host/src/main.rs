@@ -12,8 +12,10 @@ use cli::{Cli, Command};
 use switchyard_host::{HostConfig, Runtime, Server};
 use tokio_util::sync::CancellationToken;
 
-/// Log filter used when `RUST_LOG` is unset or cannot be parsed.
-const DEFAULT_LOG_FILTER: &str = "info";
+/// Log filter used when `RUST_LOG` is unset or cannot be parsed. The file watcher's own
+/// informational lines (e.g. about the watch of a deleted plugins folder, which the host
+/// re-arms and logs itself) are noise to an operator.
+const DEFAULT_LOG_FILTER: &str = "info,notify=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

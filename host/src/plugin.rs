@@ -2,23 +2,31 @@
 //! instantiated cheaply for every request from its pre-instantiated handle.
 
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 use wasmtime::Store;
 use wasmtime::component::Component;
 
 use crate::bindings::{self, PluginPre};
-use crate::cache::Origin;
+use crate::cache::{ContentHash, Origin};
 use crate::config::PluginLimits;
 use crate::gauge::{Gauge, GaugeGuard};
 use crate::runtime::Runtime;
-use crate::sidecar::PluginSettings;
+use crate::sidecar::{PluginSettings, check_segment};
 use crate::state::InstanceState;
 
 /// Hex digits of the content hash kept as a version id: enough to tell versions apart in logs.
 const VERSION_ID_LEN: usize = 12;
+/// How every WebAssembly binary starts. Checked before compiling, so that a file that is not
+/// WebAssembly is reported without quoting its bytes (the parser's message would).
+const WASM_MAGIC: &[u8] = b"\0asm";
+/// Longest reason a load error gives, in characters: the compiler's messages can quote names
+/// from the binary, which its author chose.
+const MAX_REASON_CHARS: usize = 500;
 
 /// Why a plugin file could not become a serving plugin. The watcher logs it and keeps whatever
 /// version was serving before.
@@ -32,16 +40,42 @@ pub enum LoadError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The file name does not give a name a client can reach.
+    #[error("{path} cannot be served: its name becomes the route's segment, and {reason}")]
+    Name {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the name.
+        reason: String,
+    },
+    /// The file is a symlink to a file outside the folder holding it.
+    #[error(
+        "{path} leads out of the plugins folder (to {target}); symlinks are only followed inside it"
+    )]
+    OutsideFolder {
+        /// The file.
+        path: PathBuf,
+        /// Where it leads.
+        target: PathBuf,
+    },
     /// The sidecar `.toml` is malformed.
-    #[error("invalid settings in {path}: {message}")]
+    #[error("invalid settings in {path}: {}", one_line(.message))]
     Settings {
         /// The sidecar file.
         path: PathBuf,
         /// What is wrong with it.
         message: String,
     },
+    /// The file does not start like a WebAssembly binary.
+    #[error(
+        "{path} is not a valid WebAssembly component: it does not start with the WebAssembly magic number"
+    )]
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
     /// The bytes are not a valid WebAssembly component.
-    #[error("{path} is not a valid WebAssembly component: {source:#}")]
+    #[error("{path} is not a valid WebAssembly component: {}", one_line(&format!("{source:#}")))]
     Compile {
         /// The file.
         path: PathBuf,
@@ -50,7 +84,7 @@ pub enum LoadError {
     },
     /// The component imports something the host does not provide, or does not export the
     /// `switchyard:plugin/handler` contract.
-    #[error("{path} does not fit the switchyard:plugin contract: {source:#}")]
+    #[error("{path} does not fit the switchyard:plugin contract: {}", one_line(&format!("{source:#}")))]
     Contract {
         /// The file.
         path: PathBuf,
@@ -106,10 +140,17 @@ impl LoadedPlugin {
     /// Compiles and checks the plugin at `wasm_path` (with its optional sidecar). Blocking: call
     /// it off the async runtime.
     pub fn load(runtime: &Runtime, wasm_path: &Path) -> Result<Self, LoadError> {
-        let bytes = std::fs::read(wasm_path).map_err(|source| LoadError::Read {
+        let name = plugin_name(wasm_path);
+        check_segment(&name).map_err(|reason| LoadError::Name {
             path: wasm_path.to_owned(),
-            source,
+            reason,
         })?;
+        let bytes = read_in_folder(wasm_path)?;
+        if !bytes.starts_with(WASM_MAGIC) {
+            return Err(LoadError::NotWasm {
+                path: wasm_path.to_owned(),
+            });
+        }
         let settings = read_settings(wasm_path)?;
         let limits = settings
             .limits(&runtime.limits().plugin)
@@ -117,10 +158,10 @@ impl LoadedPlugin {
                 path: wasm_path.with_extension("toml"),
                 message,
             })?;
-        let name = plugin_name(wasm_path);
-        let version = version_id(&bytes);
+        let hash: ContentHash = Sha256::digest(&bytes).into();
+        let version = version_id(&hash);
         let compiled = match runtime.artifact_cache() {
-            Some(cache) => cache.component(runtime.engine(), &bytes, &version),
+            Some(cache) => cache.component(runtime.engine(), &bytes, &hash),
             None => Component::new(runtime.engine(), &bytes).map(|c| (c, Origin::Compiled)),
         };
         let (component, origin) = compiled.map_err(|source| LoadError::Compile {
@@ -171,10 +212,10 @@ impl LoadedPlugin {
     /// Whether `wasm_path` (and its sidecar) still hold exactly what this version was loaded
     /// from, so a reload would change nothing.
     pub fn is_unchanged_on_disk(&self, wasm_path: &Path) -> bool {
-        let Ok(bytes) = std::fs::read(wasm_path) else {
+        let Ok(bytes) = read_in_folder(wasm_path) else {
             return false;
         };
-        version_id(&bytes) == self.version
+        version_id(&Sha256::digest(&bytes).into()) == self.version
             && read_settings(wasm_path).is_ok_and(|settings| settings == self.settings)
     }
 
@@ -255,12 +296,108 @@ pub fn plugin_name(wasm_path: &Path) -> String {
 
 fn read_settings(wasm_path: &Path) -> Result<PluginSettings, LoadError> {
     let path = wasm_path.with_extension("toml");
+    match resolve_in_folder(&path) {
+        // No sidecar (or a dangling link): default settings, as `read` says.
+        Err(LoadError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+        Err(refused) => return Err(refused),
+        Ok(_) => {}
+    }
     PluginSettings::read(&path).map_err(|message| LoadError::Settings { path, message })
 }
 
-fn version_id(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+/// Reads the plugin file at `path`, unless it leads (through symlinks) out of the folder
+/// holding it: whoever may drop files there must not make the host read, and maybe report on,
+/// any other file the host can read. A symlink inside the folder (`hello.wasm ->
+/// hello-v2.wasm`) is followed.
+fn read_in_folder(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let target = resolve_in_folder(path)?;
+    let read = || -> std::io::Result<Vec<u8>> {
+        // The resolved path was checked just now: if a symlink has been put there since, the
+        // open fails instead of following it.
+        let fd = rustix::fs::open(
+            &target,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    read().map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The file `path` leads to after every symlink, if that lies inside the folder holding
+/// `path`.
+fn resolve_in_folder(path: &Path) -> Result<PathBuf, LoadError> {
+    let read_error = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let folder = std::fs::canonicalize(folder).map_err(read_error)?;
+    let target = std::fs::canonicalize(path).map_err(read_error)?;
+    if target.starts_with(&folder) {
+        Ok(target)
+    } else {
+        Err(LoadError::OutsideFolder {
+            path: path.to_owned(),
+            target,
+        })
+    }
+}
+
+/// `text` as one log line: runs of white space (line breaks of pretty-printed values included)
+/// become one space, other control characters are escaped, and it is cut after
+/// [`MAX_REASON_CHARS`].
+pub(crate) fn one_line(text: &str) -> String {
+    let mut line = String::new();
+    let mut space = false;
+    for (count, c) in text.trim().chars().enumerate() {
+        if count == MAX_REASON_CHARS {
+            line.push_str(" …");
+            break;
+        }
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if std::mem::take(&mut space) {
+            line.push(' ');
+        }
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
+/// The first [`VERSION_ID_LEN`] hex digits of the content hash.
+fn version_id(hash: &ContentHash) -> String {
+    let mut hex = crate::cache::hex(hash);
     hex.truncate(VERSION_ID_LEN);
     hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_become_one_bounded_line() {
+        let pretty = "bad magic - expected=[\n    0x0,\n    0x61,\n]\tend\u{1b}[31m";
+        assert_eq!(
+            one_line(pretty),
+            "bad magic - expected=[ 0x0, 0x61, ] end\\u{1b}[31m"
+        );
+        let long = "x".repeat(MAX_REASON_CHARS * 2);
+        assert_eq!(one_line(&long).chars().count(), MAX_REASON_CHARS + 2);
+    }
 }

@@ -52,6 +52,15 @@ impl Registry {
         tables.by_name.get(name).cloned()
     }
 
+    /// The names of the plugins being served.
+    pub fn names(&self) -> Vec<String> {
+        let tables = self
+            .inner
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        tables.by_name.keys().cloned().collect()
+    }
+
     /// Makes `plugin` the current version of its name, returning the version it replaced.
     pub fn insert(&self, plugin: LoadedPlugin) -> Result<Option<Arc<LoadedPlugin>>, RouteConflict> {
         let plugin = Arc::new(plugin);

@@ -55,9 +55,10 @@ impl Runtime {
         })
     }
 
-    /// Keeps compiled plugins in `dir`, so unchanged plugins load without recompiling.
+    /// Keeps compiled plugins in `dir`, so unchanged plugins load without recompiling. A
+    /// folder that others could write is not used (logged); plugins are then compiled.
     pub fn with_artifact_cache(mut self, dir: &std::path::Path) -> Result<Self> {
-        self.cache = Some(ArtifactCache::open(dir, &self.engine)?);
+        self.cache = ArtifactCache::open(dir, &self.engine)?;
         Ok(self)
     }
 

@@ -58,12 +58,11 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let registry = Arc::new(Registry::default());
-        let loader = Arc::new(Loader {
-            runtime: runtime.clone(),
-            registry: registry.clone(),
-            dir: config.plugins_dir.clone(),
-            refreshing: tokio::sync::Mutex::new(()),
-        });
+        let loader = Arc::new(Loader::new(
+            runtime.clone(),
+            registry.clone(),
+            config.plugins_dir.clone(),
+        ));
         // Watch before the first scan, so a plugin dropped in meanwhile is not missed.
         let watch = watcher::watch(loader.clone(), config.reload_debounce)?;
         loader.load_all().await?;

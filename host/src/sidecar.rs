@@ -119,18 +119,46 @@ fn describe(err: &toml::de::Error, text: &str) -> String {
     }
 }
 
-/// A route is an absolute path prefix without a query, a trailing slash (except `/` itself) or
-/// empty segments, so that matching by segments is unambiguous.
+/// A route is `/` or an absolute path prefix of one or more segments, each of which a client can
+/// send as is (see [`check_segment`]): no query, no trailing slash, no empty or dot segments, no
+/// percent-encoding. So a route is already in the normal form requests are routed by, and
+/// matching by segments is unambiguous.
 fn validate_route(route: &str) -> Result<(), String> {
-    let well_formed = route.starts_with('/')
-        && !route.contains(['?', '#', ' '])
-        && (route == "/" || (!route.ends_with('/') && !route.contains("//")));
-    if well_formed {
-        Ok(())
-    } else {
-        Err(format!(
-            "route {route:?} must be an absolute path like \"/api/chat\" (no query, no trailing slash)"
-        ))
+    if route == "/" {
+        return Ok(());
+    }
+    let Some(segments) = route.strip_prefix('/') else {
+        return Err(format!(
+            "route {route:?} must be an absolute path like \"/api/chat\""
+        ));
+    };
+    segments
+        .split('/')
+        .try_for_each(check_segment)
+        .map_err(|reason| format!("route {route:?} is not usable: {reason}"))
+}
+
+/// Whether a client can send `c` in a path without percent-encoding it: RFC 3986's unreserved
+/// characters, ASCII only.
+fn is_unreserved(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~')
+}
+
+/// Checks one path segment of a route (or a plugin name, which becomes one): not empty, not `.`
+/// or `..` (a client's path is normalised before routing, so it never holds one), and only
+/// unreserved characters, so the segment reads the same encoded or not.
+pub(crate) fn check_segment(segment: &str) -> Result<(), String> {
+    if segment.is_empty() {
+        return Err("empty segment (a trailing slash or \"//\")".to_owned());
+    }
+    if segment == "." || segment == ".." {
+        return Err(format!("dot segment {segment:?}"));
+    }
+    match segment.chars().find(|&c| !is_unreserved(c)) {
+        Some(c) => Err(format!(
+            "{c:?} is not allowed: only ASCII letters, digits, '-', '_', '.' and '~' can be sent unencoded"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -146,6 +174,20 @@ mod tests {
         assert!(validate_route("/api/").is_err());
         assert!(validate_route("/a//b").is_err());
         assert!(validate_route("/a?b").is_err());
+        assert!(validate_route("/.well-known/x~y_z-1.2").is_ok());
+        for bad in [
+            "/a/../hello",
+            "/..",
+            "/.",
+            "/a/./b",
+            "/%2e%2e",
+            "/a b",
+            "/ü",
+            "//",
+            "/a#b",
+        ] {
+            assert!(validate_route(bad).is_err(), "{bad}");
+        }
     }
 
     fn limits_of(toml: &str) -> Result<PluginLimits, String> {

@@ -33,7 +33,11 @@ pub struct TestHost {
     pub addr: std::net::SocketAddr,
     /// Marker found in every log line this host writes.
     log_marker: String,
-    dir: tempfile::TempDir,
+    /// Owns the folder; removed when the host is dropped.
+    _dir: tempfile::TempDir,
+    /// The plugins folder: `_dir` itself, or a subfolder of it when a test deletes and
+    /// recreates the folder (its parent must stay for the host to see it come back).
+    plugins: PathBuf,
     stats: Arc<HostStats>,
     stop: Option<oneshot::Sender<()>>,
     /// The serving task; it ends once a stopped host has drained.
@@ -56,6 +60,19 @@ impl TestHost {
         Self::start_with(dir, None).await
     }
 
+    /// Starts a host with the named built plugins in a `plugins` subfolder of a private folder,
+    /// so the test can delete and recreate the plugins folder itself.
+    pub async fn start_nested(plugins: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("creating a private folder");
+        let folder = dir.path().join("plugins");
+        std::fs::create_dir(&folder).expect("creating the plugins folder");
+        for name in plugins {
+            std::fs::copy(built_plugin(name), folder.join(format!("{name}.wasm")))
+                .expect("copying a built plugin");
+        }
+        Self::start_serving(dir, folder, None).await
+    }
+
     /// Starts a host with the named built plugins, `(name, toml)` sidecars beside them, and
     /// host-wide `limits` (which need an engine of their own; `None` shares the default one).
     pub async fn start_configured(
@@ -76,11 +93,21 @@ impl TestHost {
     }
 
     async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {
+        let plugins = dir.path().to_owned();
+        Self::start_serving(dir, plugins, limits).await
+    }
+
+    async fn start_serving(
+        dir: tempfile::TempDir,
+        plugins: PathBuf,
+        limits: Option<Limits>,
+    ) -> Self {
         logs::install();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("test_host", id);
-        let mut config = HostConfig::new(dir.path(), "127.0.0.1:0".parse().expect("an address"));
+        let mut config =
+            HostConfig::new(plugins.clone(), "127.0.0.1:0".parse().expect("an address"));
         config.reload_debounce = TEST_RELOAD_DEBOUNCE;
         let runtime = match limits {
             Some(limits) => Arc::new(Runtime::new(&limits).expect("creating a runtime")),
@@ -105,7 +132,8 @@ impl TestHost {
         Self {
             addr,
             log_marker: format!("test_host{{id={id}}}"),
-            dir,
+            _dir: dir,
+            plugins,
             stats,
             stop: Some(stop),
             serving: Some(serving),
@@ -144,14 +172,14 @@ impl TestHost {
 
     /// The plugins folder this host watches.
     pub fn plugins_dir(&self) -> &Path {
-        self.dir.path()
+        &self.plugins
     }
 
     /// Installs built plugin `built` as `<as_name>.wasm` the way users are told to: write to a
     /// temporary name, then rename into place, so the host never sees a half-written file.
     pub fn install_plugin(&self, built: &str, as_name: &str) -> PathBuf {
-        let target = self.dir.path().join(format!("{as_name}.wasm"));
-        let staging = self.dir.path().join(format!(".{as_name}.wasm.partial"));
+        let target = self.plugins.join(format!("{as_name}.wasm"));
+        let staging = self.plugins.join(format!(".{as_name}.wasm.partial"));
         std::fs::copy(built_plugin(built), &staging).expect("copying a built plugin");
         std::fs::rename(&staging, &target).expect("renaming the plugin into place");
         target

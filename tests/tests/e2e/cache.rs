@@ -1,6 +1,9 @@
 //! The compiled-artifact cache: a plugin compiled once loads from disk afterwards, also after a
-//! restart, and a damaged cache entry is recompiled instead of trusted.
+//! restart; a damaged or swapped cache entry is recompiled instead of trusted, and a cache
+//! folder or entry that others could write is not used at all.
 
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use switchyard_host::bindings::{Outgoing, Request};
@@ -8,16 +11,18 @@ use switchyard_host::cache::Origin;
 use switchyard_host::gauge::Gauge;
 use switchyard_host::plugin::LoadedPlugin;
 use switchyard_host::{Limits, Runtime};
-use switchyard_tests::{bounded, built_plugin};
+use switchyard_tests::{bounded, built_plugin, logs};
 
-fn runtime_with_cache(dir: &std::path::Path) -> Runtime {
+fn runtime_with_cache(dir: &Path) -> Runtime {
+    logs::install();
     Runtime::new(&Limits::default())
         .expect("creating a runtime")
         .with_artifact_cache(dir)
         .expect("opening the cache")
 }
 
-/// Loads `hello` and checks the loaded plugin really answers.
+/// Loads `hello` and checks the loaded plugin really is hello: it answers a plain `GET` with
+/// `200` (echo, for one, answers it with `400`).
 async fn load_and_call(runtime: &Runtime) -> Origin {
     let plugin = LoadedPlugin::load(runtime, &built_plugin("hello")).expect("loading hello");
     let mut instance = plugin
@@ -31,10 +36,28 @@ async fn load_and_call(runtime: &Runtime) -> Origin {
         body: vec![],
     };
     match instance.handle(&request).await.expect("calling handle") {
-        Outgoing::Response(response) => assert_eq!(response.status, 200),
+        Outgoing::Response(response) => assert_eq!(response.status, 200, "hello's own answer"),
         Outgoing::ProtocolUpgrade(_) => panic!("hello does not upgrade"),
     }
     plugin.origin()
+}
+
+/// The files in the cache folder.
+fn entries(cache: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// The log lines that mention `cache` (a test's own folder) and contain `needle`.
+fn cache_log(cache: &Path, needle: &str) -> Vec<String> {
+    logs::lines_containing(&cache.display().to_string())
+        .into_iter()
+        .filter(|line| line.contains(needle))
+        .collect()
 }
 
 #[tokio::test]
@@ -48,14 +71,99 @@ async fn compiled_plugins_are_cached_across_restarts_and_damage_is_recompiled() 
         let restarted = runtime_with_cache(cache.path());
         assert_eq!(load_and_call(&restarted).await, Origin::Cached);
 
-        let entries: Vec<_> = std::fs::read_dir(cache.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
+        let entries = entries(cache.path());
         assert_eq!(entries.len(), 1, "{entries:?}");
         std::fs::write(&entries[0], b"not native code").unwrap();
         assert_eq!(load_and_call(&restarted).await, Origin::Compiled);
         assert_eq!(load_and_call(&restarted).await, Origin::Cached);
+    })
+    .await;
+}
+
+/// A pre-existing cache folder that others may write is not used: it is said why, every load
+/// compiles, and nothing is written into it.
+#[tokio::test]
+async fn world_writable_cache_folder_is_not_used() {
+    bounded(async {
+        let parent = tempfile::tempdir().unwrap();
+        let cache = parent.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let runtime = runtime_with_cache(&cache);
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        assert!(entries(&cache).is_empty(), "{:?}", entries(&cache));
+        let warned = cache_log(&cache, "cache not used");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("mode 777"), "{warned:?}");
+    })
+    .await;
+}
+
+/// Echo's compiled code copied over hello's entry is never run for hello: the entry says which
+/// `.wasm` it was compiled from, so hello is compiled again and answers as hello.
+#[tokio::test]
+async fn another_plugins_entry_in_its_place_is_not_run() {
+    bounded(async {
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = runtime_with_cache(cache.path());
+        LoadedPlugin::load(&runtime, &built_plugin("echo")).expect("loading echo");
+        let echo_entry = entries(cache.path()).pop().unwrap();
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        let hello_entry = entries(cache.path())
+            .into_iter()
+            .find(|entry| *entry != echo_entry)
+            .unwrap();
+
+        std::fs::copy(&echo_entry, &hello_entry).unwrap();
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        let refused = cache_log(cache.path(), "not compiled from this plugin's exact bytes");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(load_and_call(&runtime).await, Origin::Cached);
+    })
+    .await;
+}
+
+/// An entry that others may write is not run; the one compiled instead is written private.
+#[tokio::test]
+async fn entry_writable_by_others_is_recompiled() {
+    bounded(async {
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = runtime_with_cache(cache.path());
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        let entry = entries(cache.path()).pop().unwrap();
+        let mode = |entry: &Path| std::fs::metadata(entry).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&entry), 0o600);
+
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        assert_eq!(cache_log(cache.path(), "mode 666").len(), 1);
+        assert_eq!(mode(&entry), 0o600);
+        assert_eq!(load_and_call(&runtime).await, Origin::Cached);
+    })
+    .await;
+}
+
+/// A cache folder owned by another user is not used. Giving a folder away needs root; run
+/// elsewhere, the test says so and checks nothing.
+#[tokio::test]
+async fn cache_folder_of_another_user_is_not_used() {
+    bounded(async {
+        let parent = tempfile::tempdir().unwrap();
+        let cache = parent.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+        const NOBODY: u32 = 65534;
+        if let Err(err) = std::os::unix::fs::chown(&cache, Some(NOBODY), None) {
+            eprintln!("skipped: cannot give a folder to another user ({err}); needs root");
+            return;
+        }
+        let runtime = runtime_with_cache(&cache);
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
+        let warned = cache_log(&cache, "cache not used");
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("owned by user id 65534"), "{warned:?}");
     })
     .await;
 }

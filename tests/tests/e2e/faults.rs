@@ -135,3 +135,123 @@ async fn corrupt_plugin_at_startup_is_skipped_with_a_reason() {
     })
     .await;
 }
+
+/// A file that is not WebAssembly, or is damaged WebAssembly, is refused in one log line (one
+/// event, no line breaks) that quotes none of the file's bytes.
+#[tokio::test]
+async fn load_errors_are_one_line_without_file_bytes() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("notes.wasm"),
+            b"root:x:0:0:root:/root:/bin/bash\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("damaged.wasm"),
+            b"\0asm\x0d\0\x01\0\xff\xff\xff",
+        )
+        .unwrap();
+        let host = TestHost::start_in(dir).await;
+        for plugin in ["notes", "damaged"] {
+            let line = host
+                .wait_for_log(
+                    &[&format!("plugin={plugin}"), "plugin not loaded"],
+                    LOG_WAIT,
+                )
+                .await;
+            assert!(!line.contains('\n'), "one line: {line}");
+            assert!(!line.contains("0x72") && !line.contains("root:x"), "{line}");
+        }
+    })
+    .await;
+}
+
+/// A plugin file or sidecar that is a symlink leading out of the plugins folder is refused
+/// with a log line saying so, whatever it points to; nothing of the target reaches the log. A
+/// symlink that stays inside the folder is followed.
+#[tokio::test]
+async fn symlinks_out_of_the_plugins_folder_are_refused() {
+    bounded(async {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("passwd");
+        std::fs::write(&secret, b"root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        let good_outside = outside.path().join("hello.wasm");
+        std::fs::copy(switchyard_tests::built_plugin("hello"), &good_outside).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let link = |target: &std::path::Path, name: &str| {
+            std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
+        };
+        std::fs::copy(
+            switchyard_tests::built_plugin("hello"),
+            dir.path().join("hello.wasm"),
+        )
+        .unwrap();
+        link(&secret, "x.wasm");
+        link(&good_outside, "y.wasm");
+        link(std::path::Path::new("hello.wasm"), "alias.wasm");
+        std::fs::copy(
+            switchyard_tests::built_plugin("hello"),
+            dir.path().join("z.wasm"),
+        )
+        .unwrap();
+        link(&secret, "z.toml");
+        let host = TestHost::start_in(dir).await;
+        for plugin in ["x", "y", "z"] {
+            let line = host
+                .wait_for_log(
+                    &[
+                        &format!("plugin={plugin}"),
+                        "plugin not loaded",
+                        "out of the plugins folder",
+                    ],
+                    LOG_WAIT,
+                )
+                .await;
+            assert!(!line.contains("0x72") && !line.contains("root:x"), "{line}");
+            assert_eq!(get(host.addr, &format!("/{plugin}"), &[]).await.status, 404);
+        }
+        assert_eq!(get(host.addr, "/alias", &[]).await.status, 200);
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+    })
+    .await;
+}
+
+/// Plugin names and sidecar routes a client could not send unencoded, or holding dot
+/// segments, are refused at load with the reason; the previous version keeps serving.
+#[tokio::test]
+async fn unreachable_plugin_names_and_routes_are_refused_at_load() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["hello", "a b", "ü"] {
+            std::fs::copy(
+                switchyard_tests::built_plugin("hello"),
+                dir.path().join(format!("{name}.wasm")),
+            )
+            .unwrap();
+        }
+        let host = TestHost::start_in(dir).await;
+        for name in ["a b", "ü"] {
+            host.wait_for_log(
+                &[&format!("{name}.wasm"), "plugin not loaded", "not allowed"],
+                LOG_WAIT,
+            )
+            .await;
+        }
+        assert_eq!(get(host.addr, "/a%20b", &[]).await.status, 404);
+        for route in ["/a/../hello", "/..", "/%2e%2e", "/api/", "/a//b"] {
+            let sidecar = host.plugins_dir().join("hello.toml");
+            std::fs::write(&sidecar, format!("route = {route:?}")).unwrap();
+            let line = host
+                .wait_for_log(
+                    &["plugin=hello", "plugin not loaded", &format!("{route:?}")],
+                    LOG_WAIT,
+                )
+                .await;
+            assert!(!line.contains("kept_version=none"), "{line}");
+            assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+        }
+    })
+    .await;
+}

@@ -8,7 +8,7 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 use switchyard_tests::client::{RawConnection, get};
-use switchyard_tests::{TestHost, bounded};
+use switchyard_tests::{TestHost, bounded, built_plugin};
 
 /// How long a reload may take before the test fails. Generous on purpose: this proves the
 /// behaviour; the reload latency itself (well under a second) is measured by the benchmark.
@@ -116,6 +116,115 @@ async fn corrupt_replacement_keeps_the_previous_version() {
         // A good file afterwards is picked up again.
         host.install_plugin("misbehave", "hello");
         wait_for_status(&host, "/hello/trap-handle", 500).await;
+    })
+    .await;
+}
+
+/// The number of log lines this host wrote that contain every one of `needles`.
+fn count_log_lines(host: &TestHost, needles: &[&str]) -> usize {
+    host.log_lines()
+        .iter()
+        .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+        .count()
+}
+
+/// `rm -rf plugins; mkdir plugins; cp hello.wasm plugins/`: the routes go with the folder (each
+/// removal logged once) and come back with it, also a second time.
+#[tokio::test]
+async fn deleted_and_recreated_plugins_folder_is_watched_again() {
+    bounded(async {
+        let host = TestHost::start_nested(&["hello"]).await;
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+        for round in 1..=2 {
+            std::fs::remove_dir_all(host.plugins_dir()).unwrap();
+            wait_for_status(&host, "/hello", 404).await;
+            std::fs::create_dir(host.plugins_dir()).unwrap();
+            host.install_plugin("hello", "hello");
+            wait_for_status(&host, "/hello", 200).await;
+            let removed = count_log_lines(&host, &["plugin=hello", "plugin removed"]);
+            assert_eq!(removed, round, "each removal is logged once");
+        }
+    })
+    .await;
+}
+
+/// A plugins folder renamed away stops serving, and a new folder renamed into its place is
+/// served: files written into the old folder afterwards change nothing.
+#[tokio::test]
+async fn plugins_folder_swapped_by_rename_serves_the_new_folder() {
+    bounded(async {
+        let host = TestHost::start_nested(&["hello"]).await;
+        assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+        let parent = host.plugins_dir().parent().unwrap().to_owned();
+        let old = parent.join("plugins.old");
+        std::fs::rename(host.plugins_dir(), &old).unwrap();
+        wait_for_status(&host, "/hello", 404).await;
+
+        let staged = parent.join("plugins.new");
+        std::fs::create_dir(&staged).unwrap();
+        std::fs::copy(built_plugin("echo"), staged.join("echo.wasm")).unwrap();
+        std::fs::rename(&staged, host.plugins_dir()).unwrap();
+        wait_for_status(&host, "/echo", 400).await;
+
+        // The old folder is no longer the plugins folder.
+        std::fs::copy(built_plugin("kv"), old.join("kv.wasm")).unwrap();
+        host.install_plugin("hello", "hello");
+        wait_for_status(&host, "/hello", 200).await;
+        assert_eq!(get(host.addr, "/kv", &[]).await.status, 404);
+    })
+    .await;
+}
+
+/// Writes `text` as plugin `name`'s sidecar in one step (temporary file, then rename).
+fn write_sidecar(host: &TestHost, name: &str, text: &str) {
+    let staging = host.plugins_dir().join(format!(".{name}.toml.partial"));
+    std::fs::write(&staging, text).unwrap();
+    std::fs::rename(&staging, host.plugins_dir().join(format!("{name}.toml"))).unwrap();
+}
+
+/// A plugin refused because its route is taken gets the route as soon as it is free, whether
+/// the owner moves to another route or is removed, without its own files being touched.
+#[tokio::test]
+async fn refused_route_claim_is_granted_when_the_route_frees_up() {
+    bounded(async {
+        let shared = "route = \"/shared\"";
+        let host = TestHost::start_configured(
+            &["echo", "hello"],
+            &[("echo", shared), ("hello", shared)],
+            None,
+        )
+        .await;
+        // Plugins load in name order: echo takes the route, hello is refused.
+        host.wait_for_log(
+            &[
+                "plugin=hello",
+                "plugin not loaded",
+                "already served by plugin echo",
+            ],
+            RELOAD_WITHIN,
+        )
+        .await;
+        assert_eq!(get(host.addr, "/shared", &[]).await.status, 400);
+
+        // The owner moves away: hello takes the route.
+        write_sidecar(&host, "echo", "route = \"/elsewhere\"");
+        wait_for_status(&host, "/shared", 200).await;
+        wait_for_status(&host, "/elsewhere", 400).await;
+
+        // echo asks for the route back and is refused; when hello goes, echo gets it.
+        write_sidecar(&host, "echo", shared);
+        host.wait_for_log(
+            &[
+                "plugin=echo",
+                "plugin not loaded",
+                "already served by plugin hello",
+            ],
+            RELOAD_WITHIN,
+        )
+        .await;
+        assert_eq!(get(host.addr, "/shared", &[]).await.status, 200);
+        std::fs::remove_file(host.plugins_dir().join("hello.wasm")).unwrap();
+        wait_for_status(&host, "/shared", 400).await;
     })
     .await;
 }
