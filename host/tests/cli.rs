@@ -1,8 +1,10 @@
 //! The `switchyard` command line: help text, clear failures for a missing plugins folder, a
 //! plugins path that is not a folder or an address already in use, and shutdown on signals.
 
+use std::io::{BufRead as _, BufReader, Lines};
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `switchyard <args> --no-cache` (tests keep nothing in the user's cache folder).
 fn switchyard(args: &[&str]) -> Output {
@@ -85,48 +87,11 @@ fn taken_address_fails_clearly() {
 /// SIGTERM stops the host gracefully: it stops accepting, drains, and exits with status 0.
 #[test]
 fn sigterm_shuts_down_cleanly_with_status_zero() {
-    use std::io::{BufRead as _, BufReader};
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
-    let plugins = tempfile::tempdir().unwrap();
-    let mut host = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--drain-timeout-ms",
-            "200",
-        ])
-        .arg("--plugins")
-        .arg(plugins.path())
-        .arg("--no-cache")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting switchyard");
-    let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
-    let listening = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|line| line.contains("listening"))
-        .expect("the host logged where it listens");
-    assert!(listening.contains("addr=127.0.0.1:"), "{listening}");
-    let pid = nix::unistd::Pid::from_raw(host.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = host.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the host did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut host = RunningHost::start(&["--drain-timeout-ms", "200"]);
+    host.sigterm();
+    let (status, _) = host.wait_for_exit("SIGTERM");
     assert!(status.success(), "exit status {status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = host.remaining_lines();
     assert!(
         rest.iter().any(|line| line.contains("SIGTERM received")),
         "{rest:?}"
@@ -191,75 +156,119 @@ fn an_invalid_log_filter_is_reported() {
 /// still sending its request head would hold the drain for a minute.
 #[test]
 fn second_sigterm_ends_the_drain_at_once() {
-    use std::io::{BufRead as _, BufReader, Write as _};
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::io::Write as _;
 
-    let plugins = tempfile::tempdir().unwrap();
-    let mut host = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args([
-            "--drain-timeout-ms",
-            "60000",
-            "--header-read-timeout-ms",
-            "60000",
-        ])
-        .arg("--plugins")
-        .arg(plugins.path())
-        .arg("--no-cache")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting switchyard");
-    let mut lines = BufReader::new(host.stdout.take().unwrap()).lines();
-    let listening = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|line| line.contains("listening"))
-        .expect("the host logged where it listens");
-    let addr = listening
-        .split("addr=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("an address in the log line");
-    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    let mut host = RunningHost::start(&[
+        "--drain-timeout-ms",
+        "60000",
+        "--header-read-timeout-ms",
+        "60000",
+    ]);
+    let mut slow = std::net::TcpStream::connect(&host.addr).unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nhost: t\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let pid = nix::unistd::Pid::from_raw(host.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|line| line.contains("draining for up to"))
-        .expect("the host logged that it drains");
+    host.sigterm();
+    host.wait_for_line("draining for up to");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
-        host.try_wait().unwrap().is_none(),
+        host.child.try_wait().unwrap().is_none(),
         "the drain ended by itself"
     );
 
-    let second = Instant::now();
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let deadline = second + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = host.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the host did not exit after a second SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = second.elapsed();
+    host.sigterm();
+    let (status, took) = host.wait_for_exit("a second SIGTERM");
     assert!(status.success(), "exit status {status}");
     assert!(
         took < Duration::from_secs(2),
         "exited {took:?} after the second SIGTERM"
     );
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = host.remaining_lines();
     assert!(
         rest.iter()
             .any(|line| line.contains("ending the drain now")),
         "{rest:?}"
     );
+}
+
+/// The real binary serving an empty plugins folder on a free port, its log read line by line.
+struct RunningHost {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    /// Where it listens, from its "listening" log line.
+    addr: String,
+    _plugins: tempfile::TempDir,
+}
+
+impl RunningHost {
+    /// Starts `switchyard serve` with `extra` arguments and waits until it listens.
+    fn start(extra: &[&str]) -> Self {
+        let plugins = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache"])
+            .args(extra)
+            .arg("--plugins")
+            .arg(plugins.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting switchyard");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut host = Self {
+            child,
+            lines,
+            addr: String::new(),
+            _plugins: plugins,
+        };
+        let listening = host.wait_for_line("listening");
+        host.addr = listening
+            .split("addr=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("an address in the log line")
+            .to_owned();
+        assert!(host.addr.starts_with("127.0.0.1:"), "{listening}");
+        host
+    }
+
+    /// Reads the log until a line containing `needle`, and returns it.
+    fn wait_for_line(&mut self, needle: &str) -> String {
+        self.lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("the host never logged {needle:?}"))
+    }
+
+    fn sigterm(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// Waits up to ten seconds for the process to exit (after `what`); returns its status and
+    /// how long it took.
+    fn wait_for_exit(&mut self, what: &str) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the host did not exit after {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every log line not read yet (the process must have exited).
+    fn remaining_lines(&mut self) -> Vec<String> {
+        self.lines.by_ref().map_while(Result::ok).collect()
+    }
+}
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the process running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
