@@ -31,6 +31,29 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// On shutdown, how long live sessions may go on before they are closed.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most header fields a plugin's answer (response or upgrade) may carry; more is refused with
+/// `500` (`502` for an upgrade). Generous for any real response, and far below the 32,768 fields
+/// at which `http`'s `HeaderMap` panics.
+pub const MAX_GUEST_HEADERS: usize = 256;
+/// Most bytes of header names and values, in all, in a plugin's answer; more is refused like
+/// too many fields. As much as a client may send in a request head by default.
+pub const MAX_GUEST_HEADER_BYTES: usize = 64 * 1024;
+/// Largest response body a plugin may answer with; larger is refused with `500`. The body has
+/// already been copied out of the guest when it is checked, so what this bounds is what the
+/// host holds and sends per response, not the copy (the guest's memory limit bounds that).
+pub const MAX_GUEST_BODY_BYTES: usize = 16 << 20;
+/// Lines a plugin's stdout and stderr may log per second, all its instances together, once its
+/// burst is spent; the rest are dropped and counted in a line that says how many.
+pub const GUEST_LOG_LINES_PER_SEC: u32 = 100;
+/// Lines a plugin may log at once before [`GUEST_LOG_LINES_PER_SEC`] applies: room for a panic's
+/// backtrace or a short debugging burst.
+pub const GUEST_LOG_BURST: u32 = 500;
+/// Warnings of one kind that clients can provoke at will (a refused upgrade, a `503`) logged
+/// per second once the burst is spent; the next one logged says how many were left out.
+pub const HOST_WARNINGS_PER_SEC: u32 = 5;
+/// Warnings of one kind logged at once before [`HOST_WARNINGS_PER_SEC`] applies.
+pub const HOST_WARNINGS_BURST: u32 = 20;
+
 /// Linear memory one plugin instance may grow to.
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 << 20;
 /// Wall time `handle` may take; past it the client gets `504`.
@@ -42,6 +65,12 @@ pub const DEFAULT_SESSION_CPU_BUDGET: Duration = Duration::from_secs(30);
 pub const DEFAULT_RUN_CPU_LIMIT: Duration = Duration::from_secs(1);
 /// Time from the plugin's `101` until the connection is handed over.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `handle` calls of one plugin in progress at once; more get `503` with `Retry-After`.
+/// Plugins have no I/O to wait on, so their calls are CPU-bound and more of them than cores
+/// gains no throughput: each is one more task taking 10 ms turns on the same workers as every
+/// other plugin's requests. 16 keeps a plugin that loops in every call from slowing others'
+/// requests by more than a few tens of milliseconds on a 2-core machine (README, Limits).
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 8;
 /// Time an upgraded session may pass with no bytes in either direction.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -130,6 +159,8 @@ pub struct PluginLimits {
     pub max_session_duration: Option<Duration>,
     /// Sessions of this plugin alive at once (`503` beyond).
     pub max_sessions: u32,
+    /// `handle` calls of this plugin in progress at once (`503` beyond).
+    pub max_concurrent_requests: u32,
     /// Protocols this plugin may switch to; `None` allows any the client offered.
     pub allowed_upgrades: Option<Vec<String>>,
 }
@@ -145,6 +176,7 @@ impl Default for PluginLimits {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_session_duration: None,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             allowed_upgrades: None,
         }
     }

@@ -11,10 +11,10 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use switchyard_host::config::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDLE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_SESSIONS,
-    DEFAULT_MAX_URI_BYTES, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE, DEFAULT_RUN_CPU_LIMIT,
-    DEFAULT_SESSION_CPU_BUDGET,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_MEMORY_BYTES,
+    DEFAULT_MAX_REQUEST_BODY, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_URI_BYTES, DEFAULT_PLUGINS_DIR,
+    DEFAULT_RELOAD_DEBOUNCE, DEFAULT_RUN_CPU_LIMIT, DEFAULT_SESSION_CPU_BUDGET,
 };
 use switchyard_host::{HostConfig, Limits, PluginLimits, Runtime, Server};
 
@@ -68,6 +68,10 @@ struct LimitArgs {
     /// Default limit of live sessions per plugin.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS)]
     plugin_max_sessions: u32,
+    /// Default limit of `handle` calls in progress per plugin (more get 503 + Retry-After), so
+    /// that one plugin cannot take every core from the others.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    plugin_max_concurrent_requests: u32,
     /// Linear memory per plugin instance, in MiB; also the most a plugin's settings may ask.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_MEMORY_BYTES as u64 >> 20)]
     memory_mib: u64,
@@ -128,6 +132,7 @@ impl LimitArgs {
                 idle_timeout: Duration::from_millis(self.idle_timeout_ms),
                 max_session_duration: self.max_session_secs.map(Duration::from_secs),
                 max_sessions: self.plugin_max_sessions,
+                max_concurrent_requests: self.plugin_max_concurrent_requests,
                 allowed_upgrades: None,
             },
         }

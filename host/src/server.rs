@@ -21,6 +21,7 @@ use crate::admission::HostStats;
 use crate::config::{HostConfig, Limits};
 use crate::dispatch::Dispatcher;
 use crate::loader::Loader;
+use crate::ratelimit::HostWarnings;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::session::SessionHooks;
@@ -72,6 +73,7 @@ impl Server {
                 limits: runtime.limits().clone(),
                 stats: Arc::new(HostStats::default()),
                 sessions: SessionHooks::default(),
+                warnings: HostWarnings::default(),
             }),
             connections: TaskTracker::new(),
             stop_connections: CancellationToken::new(),

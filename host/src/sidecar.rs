@@ -43,6 +43,8 @@ pub struct LimitOverrides {
     pub max_session_secs: Option<u64>,
     /// Sessions of this plugin alive at once.
     pub max_sessions: Option<u32>,
+    /// `handle` calls of this plugin in progress at once.
+    pub max_concurrent_requests: Option<u32>,
     /// Protocols this plugin may switch to, e.g. `["websocket"]`.
     pub allowed_upgrades: Option<Vec<String>>,
 }
@@ -83,6 +85,9 @@ impl LimitOverrides {
         }
         if let Some(max) = self.max_sessions {
             limits.max_sessions = max;
+        }
+        if let Some(max) = self.max_concurrent_requests {
+            limits.max_concurrent_requests = max;
         }
         if let Some(allowed) = &self.allowed_upgrades {
             limits.allowed_upgrades = Some(allowed.clone());

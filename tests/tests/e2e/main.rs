@@ -5,6 +5,7 @@ mod cache;
 mod faults;
 mod http;
 mod limits;
+mod output;
 mod raw_upgrade;
 mod reload;
 mod websocket;
