@@ -138,6 +138,7 @@ impl LineWriter {
 
     fn push(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
+            // `line` is emitted as soon as it is full, so it always has room here.
             let room = MAX_LINE_BYTES - self.line.len();
             let take = match bytes.iter().position(|&b| b == b'\n') {
                 Some(newline) if newline < room => newline + 1,

@@ -30,7 +30,7 @@ const HOP_BY_HOP: [&str; 10] = [
     "http2-settings",
 ];
 
-/// How much of a guest's header name a log line quotes.
+/// How much of a guest's header name or value a log line quotes.
 const QUOTED_NAME_CHARS: usize = 64;
 
 /// Body type of every response the host sends.
@@ -87,7 +87,7 @@ pub(crate) fn into_http(response: bindings::Response) -> Result<Response<Body>, 
             != Some(response.body.len())
         {
             return Err(InvalidAnswer::ContentLength {
-                declared: String::from_utf8_lossy(declared.as_bytes()).into_owned(),
+                declared: quoted(&String::from_utf8_lossy(declared.as_bytes())),
                 actual: response.body.len(),
             });
         }
@@ -138,7 +138,7 @@ fn check_sizes(headers: &Headers) -> Result<(), InvalidAnswer> {
     }
 }
 
-/// The start of a guest's header name, for a log line: a long name is cut short.
+/// The start of a guest's header name or value, for a log line: a long one is cut short.
 fn quoted(name: &str) -> String {
     let mut chars = name.chars();
     let mut short: String = chars.by_ref().take(QUOTED_NAME_CHARS).collect();
