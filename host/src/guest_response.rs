@@ -30,6 +30,9 @@ const HOP_BY_HOP: [&str; 10] = [
     "http2-settings",
 ];
 
+/// `426 Upgrade Required`, the one response that carries an `upgrade` field.
+const UPGRADE_REQUIRED: u16 = 426;
+
 /// How much of a guest's header name or value a log line quotes.
 const QUOTED_NAME_CHARS: usize = 64;
 
@@ -78,7 +81,14 @@ pub(crate) fn into_http(response: bindings::Response) -> Result<Response<Body>, 
     if response.body.len() > MAX_GUEST_BODY_BYTES {
         return Err(InvalidAnswer::BodyTooLarge(response.body.len()));
     }
-    let headers = header_map(response.headers, &[])?;
+    // A 426 must say which protocols would do (RFC 9110 §15.5.22); elsewhere the field would
+    // claim an upgrade the host is not offering.
+    let allowed: &[&str] = if response.status == UPGRADE_REQUIRED {
+        &["upgrade"]
+    } else {
+        &[]
+    };
+    let headers = header_map(response.headers, allowed)?;
     for declared in headers.get_all(CONTENT_LENGTH) {
         if declared
             .to_str()
@@ -210,7 +220,8 @@ mod tests {
         assert!(into_http(response(200, &[("content-length", b"2")], b"hi")).is_ok());
     }
 
-    /// Fields that manage the connection are the host's: any of them, in any case, is refused.
+    /// Fields that manage the connection are the host's: any of them, in any case, is refused,
+    /// except the `upgrade` a 426 must carry.
     #[test]
     fn refuses_hop_by_hop_fields() {
         for name in HOP_BY_HOP {
@@ -219,6 +230,9 @@ mod tests {
                 InvalidAnswer::HopByHop(name.to_owned()),
             );
         }
+        let upgrade_required = into_http(response(426, &[("upgrade", b"kv/1")], b"")).unwrap();
+        assert_eq!(upgrade_required.headers()["upgrade"], "kv/1");
+        assert!(into_http(response(426, &[("connection", b"upgrade")], b"")).is_err());
     }
 
     /// Counts and sizes are capped before anything is built, so no answer can panic the host.
