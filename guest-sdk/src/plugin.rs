@@ -44,7 +44,9 @@ pub struct Exported<P>(PhantomData<P>);
 
 impl<P: Plugin> Guest for Exported<P> {
     fn handle(request: WitRequest) -> WitOutgoing {
-        P::handle(request.into()).into()
+        let outgoing = P::handle(request.into()).into();
+        flush_stdout();
+        outgoing
     }
 
     async fn upgrade(request: WitRequest, input: StreamReader<u8>) -> StreamReader<u8> {
@@ -53,10 +55,18 @@ impl<P: Plugin> Guest for Exported<P> {
         // it, so the session cannot run inside this call: it runs as a task of the same
         // component-model task, and ends when it drops `output`.
         let session = Session::new(input, output);
-        drop(wit_bindgen::spawn_local(P::upgrade(
-            request.into(),
-            session,
-        )));
+        drop(wit_bindgen::spawn_local(async move {
+            P::upgrade(request.into(), session).await;
+            flush_stdout();
+        }));
         returned
     }
+}
+
+/// Hands what `print!` left in std's line buffer to the host, which logs it. A plugin is not a
+/// program that exits, so std never flushes stdout on its own: output without a final newline
+/// would otherwise be lost with the instance. (stderr is not buffered.)
+fn flush_stdout() {
+    // Writing to the host's log does not fail; if it did there would be nowhere to say so.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
 }

@@ -23,7 +23,14 @@ pub struct HostStats {
     /// Upgraded sessions alive per plugin name; kept across reloads, since a plugin's limit is
     /// about the plugin, not one version of its file.
     per_plugin: Mutex<HashMap<String, Arc<Gauge>>>,
+    /// `handle` calls in progress per plugin name, for the same reason.
+    requests_per_plugin: Mutex<HashMap<String, Arc<Gauge>>>,
 }
+
+/// A request was not admitted: the plugin already runs as many `handle` calls as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the plugin's limit of {0} concurrent requests is reached")]
+pub(crate) struct RequestRefused(pub(crate) u32);
 
 /// Why a session was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +89,7 @@ impl HostStats {
         host_max: u32,
     ) -> Result<SessionPermit, SessionRefused> {
         let plugin_max = plugin.limits().max_sessions;
-        let plugin_gauge = self.plugin_gauge(plugin.name());
+        let plugin_gauge = gauge_of(&self.per_plugin, plugin.name());
         let host = self
             .sessions
             .try_enter(host_max)
@@ -96,11 +103,22 @@ impl HostStats {
         })
     }
 
-    fn plugin_gauge(&self, name: &str) -> Arc<Gauge> {
-        let mut gauges = self
-            .per_plugin
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        gauges.entry(name.to_owned()).or_default().clone()
+    /// Takes a slot for one `handle` call of `plugin`, held until its answer is ready. CPU-bound
+    /// plugins yield every epoch tick, so each call in progress is one more task taking turns
+    /// with everyone else's: the limit keeps one plugin from filling the run queue.
+    pub(crate) fn admit_request(
+        &self,
+        plugin: &LoadedPlugin,
+    ) -> Result<GaugeGuard, RequestRefused> {
+        let max = plugin.limits().max_concurrent_requests;
+        gauge_of(&self.requests_per_plugin, plugin.name())
+            .try_enter(max)
+            .ok_or(RequestRefused(max))
     }
+}
+
+/// The gauge for plugin `name` in `gauges`, created at zero on first use.
+fn gauge_of(gauges: &Mutex<HashMap<String, Arc<Gauge>>>, name: &str) -> Arc<Gauge> {
+    let mut gauges = gauges.lock().unwrap_or_else(|poison| poison.into_inner());
+    gauges.entry(name.to_owned()).or_default().clone()
 }

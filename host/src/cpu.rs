@@ -1,9 +1,12 @@
-//! CPU limits for upgraded sessions, enforced with epoch interruption.
+//! CPU limits for upgraded sessions, and `handle`'s deadline, enforced with epoch interruption.
 //!
 //! An engine-wide ticker advances the epoch every [`EPOCH_TICK`]; each store's deadline is one
 //! tick ahead, so running guest code reaches [`CpuMeter::on_epoch`] once per tick. There the
-//! guest yields to tokio (it never holds a worker thread), and during an upgraded session the
-//! session's CPU time is checked against its budgets.
+//! guest yields to tokio (it never holds a worker thread), during an upgraded session the
+//! session's CPU time is checked against its budgets, and during `handle` its wall-time
+//! deadline: a `handle` past it is interrupted at its next tick. The caller's timeout alone would
+//! only fire when the task is next polled, which under load (many spinning tasks taking 10 ms
+//! turns) can be seconds late.
 //!
 //! A session's CPU time is the time the host spends polling it ([`Metered`]): guest code plus
 //! the host's own work for it (its stream I/O), but never the time it waits for bytes or
@@ -32,16 +35,30 @@ pub(crate) enum CpuExceeded {
     RunLimit,
 }
 
-/// A store's view of CPU limits: none while `handle` runs (its limit is wall time, enforced by
-/// the caller's timeout), a session's clock once it is upgraded.
+/// A store's view of CPU limits: `handle`'s wall-time deadline while it runs, a session's clock
+/// once it is upgraded.
 #[derive(Debug, Default)]
 pub(crate) struct CpuMeter {
     session: Option<Arc<SessionCpu>>,
     /// The limit that ended the session, if one did.
     exceeded: Option<CpuExceeded>,
+    /// When the `handle` in progress must have answered.
+    handle_deadline: Option<Instant>,
+    /// Set when `handle` was interrupted at its deadline.
+    handle_overran: bool,
 }
 
 impl CpuMeter {
+    /// From now on, interrupt guest code at the first tick after `deadline` (`None`: never).
+    pub(crate) fn set_handle_deadline(&mut self, deadline: Option<Instant>) {
+        self.handle_deadline = deadline;
+    }
+
+    /// Whether `handle` was interrupted at its deadline.
+    pub(crate) fn handle_overran(&self) -> bool {
+        self.handle_overran
+    }
+
     /// From now on, enforce `session`'s budgets at every epoch tick.
     pub(crate) fn start_session(&mut self, session: Arc<SessionCpu>) {
         self.session = Some(session);
@@ -55,6 +72,13 @@ impl CpuMeter {
     /// Called at every epoch tick reached in guest code: interrupt the guest if its session is
     /// over a budget, otherwise let tokio run other tasks before it continues.
     pub(crate) fn on_epoch(&mut self) -> UpdateDeadline {
+        if self
+            .handle_deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.handle_overran = true;
+            return UpdateDeadline::Interrupt;
+        }
         if let Some(session) = &self.session {
             if let Some(exceeded) = session.over_budget() {
                 self.exceeded = Some(exceeded);
@@ -256,13 +280,22 @@ mod tests {
         assert_eq!(meter.exceeded(), Some(CpuExceeded::SessionBudget));
     }
 
-    /// Outside a session the meter only ever yields.
+    /// Outside a session, `handle` yields until its deadline, then is interrupted.
     #[test]
-    fn handle_is_never_interrupted_by_the_meter() {
+    fn handle_is_interrupted_only_past_its_deadline() {
         let mut meter = CpuMeter::default();
         assert!(matches!(
             meter.on_epoch(),
             UpdateDeadline::YieldCustom(1, _)
         ));
+        meter.set_handle_deadline(Some(Instant::now() + Duration::from_secs(60)));
+        assert!(matches!(
+            meter.on_epoch(),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
+        assert!(!meter.handle_overran());
+        meter.set_handle_deadline(Some(Instant::now()));
+        assert!(matches!(meter.on_epoch(), UpdateDeadline::Interrupt));
+        assert!(meter.handle_overran());
     }
 }

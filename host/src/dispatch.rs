@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -18,6 +19,7 @@ use crate::config::Limits;
 use crate::guest_response::{self, Body, host_response};
 use crate::intake;
 use crate::plugin::{LoadedPlugin, PluginInstance};
+use crate::ratelimit::{HostWarnings, limited_warn};
 use crate::registry::Registry;
 use crate::request_path;
 use crate::session::{self, SessionContext};
@@ -33,6 +35,8 @@ pub(crate) struct Dispatcher {
     pub(crate) limits: Limits,
     pub(crate) stats: Arc<HostStats>,
     pub(crate) sessions: session::SessionHooks,
+    /// Warnings clients can provoke at will, logged at a bounded rate.
+    pub(crate) warnings: HostWarnings,
 }
 
 impl Dispatcher {
@@ -98,16 +102,24 @@ impl Dispatcher {
             Some(_) => match self.stats.admit_session(&plugin, self.limits.max_sessions) {
                 Ok(permit) => Some(permit),
                 Err(refused) => {
-                    tracing::warn!("upgrade refused: {refused}");
+                    limited_warn!(self.warnings.refused_upgrades, "upgrade refused: {refused}");
                     return busy();
                 }
             },
             None => None,
         };
+        // Held until `handle` has answered: a session does not count as a request.
+        let _request_slot = match self.stats.admit_request(&plugin) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                limited_warn!(self.warnings.busy, "request refused: {refused}");
+                return busy();
+            }
+        };
         let mut instance = match plugin.instantiate(&self.stats.instances).await {
             Ok(instance) => instance,
             Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
-                tracing::warn!("no free plugin instance: {err}");
+                limited_warn!(self.warnings.busy, "no free plugin instance: {err}");
                 return busy();
             }
             Err(err) => {
@@ -144,8 +156,8 @@ impl Dispatcher {
                         self.sessions.spawn(session.in_current_span());
                         switching
                     }
-                    (Ok(_), None) => bad_upgrade(UpgradeRefused::NotRequested),
-                    (Err(refused), _) => bad_upgrade(refused),
+                    (Ok(_), None) => self.bad_upgrade(UpgradeRefused::NotRequested),
+                    (Err(refused), _) => self.bad_upgrade(refused),
                 }
             }
         }
@@ -160,8 +172,17 @@ async fn call_handle(
     request: &bindings::Request,
 ) -> Result<Outgoing, Response<Body>> {
     let deadline = plugin.limits().handle_timeout;
-    match tokio::time::timeout(deadline, instance.handle(request)).await {
+    // Two guards on one deadline: the epoch callback interrupts guest code that is running past
+    // it (at its next tick, however long the run queue), the timeout covers a guest that waits.
+    let cpu = &mut instance.store.data_mut().cpu;
+    cpu.set_handle_deadline(Instant::now().checked_add(deadline));
+    let answered = tokio::time::timeout(deadline, instance.handle(request)).await;
+    instance.store.data_mut().cpu.set_handle_deadline(None);
+    match answered {
         Ok(Ok(outgoing)) => Ok(outgoing),
+        Ok(Err(_interrupted)) if instance.store.data().cpu.handle_overran() => {
+            Err(handle_overran(deadline))
+        }
         Ok(Err(trap)) => {
             let reason = if instance.store.data().memory.refused {
                 " (its memory limit was reached)"
@@ -174,14 +195,14 @@ async fn call_handle(
                 "plugin failed",
             ))
         }
-        Err(_elapsed) => {
-            tracing::error!("plugin's handle ran past its {deadline:?} deadline and was stopped");
-            Err(host_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                "plugin took too long",
-            ))
-        }
+        Err(_elapsed) => Err(handle_overran(deadline)),
     }
+}
+
+/// `504`: `handle` was stopped at its deadline.
+fn handle_overran(deadline: Duration) -> Response<Body> {
+    tracing::error!("plugin's handle ran past its {deadline:?} deadline and was stopped");
+    host_response(StatusCode::GATEWAY_TIMEOUT, "plugin took too long")
 }
 
 /// `503` with `Retry-After`: the host or plugin is at its limit, not broken.
@@ -194,13 +215,21 @@ fn busy() -> Response<Body> {
     response
 }
 
-/// `502`: the plugin answered with an upgrade this client cannot be given.
-fn bad_upgrade(refused: UpgradeRefused) -> Response<Body> {
-    tracing::warn!("upgrade refused: {refused}");
-    host_response(
-        StatusCode::BAD_GATEWAY,
-        "plugin answered with an upgrade the client cannot take",
-    )
+impl Dispatcher {
+    /// `502`: the plugin answered with an upgrade this client cannot be given. An answer HTTP
+    /// does not allow is the plugin's fault (an error); the rest can be provoked by any client
+    /// (a warning, rate-limited).
+    fn bad_upgrade(&self, refused: UpgradeRefused) -> Response<Body> {
+        if let UpgradeRefused::Invalid(invalid) = &refused {
+            tracing::error!("plugin returned an invalid upgrade: {invalid}");
+        } else {
+            limited_warn!(self.warnings.refused_upgrades, "upgrade refused: {refused}");
+        }
+        host_response(
+            StatusCode::BAD_GATEWAY,
+            "plugin answered with an upgrade the client cannot take",
+        )
+    }
 }
 
 /// The request as the guest sees it. Header names arrive lower-cased from hyper.

@@ -1,7 +1,16 @@
 //! A plugin's stdout and stderr, turned into host log lines tagged with the plugin's name.
 //!
 //! Guests write bytes, not lines: output is buffered until a newline (or until a line grows too
-//! long) so each log record holds one whole line.
+//! long) so each log record holds one whole line. What is left without a newline is logged when
+//! the instance ends: each stream's [`LineWriter`] lives in the store's resource table and is
+//! dropped with the store, inside the request's span. (Rust's `print!` also buffers in the
+//! guest, in std's own line-buffered stdout, which the host cannot reach: the SDK flushes it
+//! when `handle` returns and when a session ends.)
+//!
+//! A plugin's lines are rate-limited across all its instances ([`GUEST_LOG_LINES_PER_SEC`],
+//! burst [`GUEST_LOG_BURST`]): one request cannot flood the host's log. Lines over the limit are
+//! dropped and counted, and the count is logged with the next line that passes or when an
+//! instance ends.
 
 use std::io;
 use std::pin::Pin;
@@ -12,6 +21,9 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::config::{GUEST_LOG_BURST, GUEST_LOG_LINES_PER_SEC};
+use crate::ratelimit::{LogRateLimit, Verdict};
 
 /// Longest line kept before it is logged in pieces, so a guest printing without newlines cannot
 /// grow host memory.
@@ -38,11 +50,17 @@ impl GuestStream {
 pub(crate) struct GuestLog {
     plugin: Arc<str>,
     stream: GuestStream,
+    /// The plugin's allowance of lines, shared by all its instances and both streams.
+    limit: Arc<LogRateLimit>,
 }
 
 impl GuestLog {
-    pub(crate) fn new(plugin: Arc<str>, stream: GuestStream) -> Self {
-        Self { plugin, stream }
+    pub(crate) fn new(plugin: Arc<str>, stream: GuestStream, limit: Arc<LogRateLimit>) -> Self {
+        Self {
+            plugin,
+            stream,
+            limit,
+        }
     }
 }
 
@@ -82,6 +100,30 @@ struct LineWriter {
 
 impl LineWriter {
     fn emit(&mut self) {
+        match self.log.limit.check() {
+            Verdict::Log { suppressed } => {
+                self.report_dropped(suppressed);
+                self.log_line();
+            }
+            Verdict::Suppress => {}
+        }
+        self.line.clear();
+    }
+
+    /// Says how many lines the rate limit dropped, if any.
+    fn report_dropped(&self, dropped: u64) {
+        if dropped > 0 {
+            tracing::warn!(
+                plugin = %self.log.plugin,
+                dropped,
+                "plugin output: {dropped} lines dropped (limit: {} lines a second, burst {})",
+                GUEST_LOG_LINES_PER_SEC,
+                GUEST_LOG_BURST,
+            );
+        }
+    }
+
+    fn log_line(&self) {
         let text = String::from_utf8_lossy(&self.line);
         let text = text.trim_end_matches(['\r', '\n']);
         match self.log.stream {
@@ -92,11 +134,11 @@ impl LineWriter {
                 tracing::warn!(plugin = %self.log.plugin, stream = %self.log.stream.name(), "{text}")
             }
         }
-        self.line.clear();
     }
 
     fn push(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
+            // `line` is emitted as soon as it is full, so it always has room here.
             let room = MAX_LINE_BYTES - self.line.len();
             let take = match bytes.iter().position(|&b| b == b'\n') {
                 Some(newline) if newline < room => newline + 1,
@@ -154,10 +196,13 @@ impl AsyncWrite for LineWriter {
 }
 
 impl Drop for LineWriter {
+    /// Runs when the store that holds this stream is dropped, i.e. when the instance ends.
     fn drop(&mut self) {
         // A guest that ends without a final newline still gets its last words logged.
         if !self.line.is_empty() {
             self.emit();
         }
+        // A flood that ended with this instance is reported now, not at the plugin's next line.
+        self.report_dropped(self.log.limit.take_suppressed());
     }
 }

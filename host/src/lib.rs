@@ -25,6 +25,7 @@
 //! - [`runtime`]: the shared wasmtime engine (pooling allocator) and linker.
 //! - [`cache`]: compiled plugins kept on disk between loads.
 //! - `state` and `guest_log`: per-instance sandbox state; guest stdout/stderr into the log.
+//! - `ratelimit`: at most so many log lines a second for what an attacker can make us log.
 //! - `bindings`: the WIT contract as Rust types.
 
 // Generated code: its docs come from the WIT comments, where there are any.
@@ -43,6 +44,7 @@ mod intake;
 mod loader;
 pub mod plugin;
 mod pump;
+mod ratelimit;
 pub mod registry;
 mod request_path;
 pub mod runtime;

@@ -13,8 +13,9 @@ use wasmtime::component::Component;
 
 use crate::bindings::{self, PluginPre};
 use crate::cache::{ContentHash, Origin};
-use crate::config::PluginLimits;
+use crate::config::{GUEST_LOG_BURST, GUEST_LOG_LINES_PER_SEC, PluginLimits};
 use crate::gauge::{Gauge, GaugeGuard};
+use crate::ratelimit::LogRateLimit;
 use crate::runtime::Runtime;
 use crate::sidecar::{PluginSettings, check_segment};
 use crate::state::InstanceState;
@@ -123,6 +124,8 @@ pub struct LoadedPlugin {
     limits: PluginLimits,
     /// Whether it was compiled now or came from the compiled-artifact cache.
     origin: Origin,
+    /// How many lines its instances' output may log, shared by all of them.
+    log_limit: Arc<LogRateLimit>,
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -186,6 +189,7 @@ impl LoadedPlugin {
             settings,
             pre,
             limits,
+            log_limit: Arc::new(LogRateLimit::new(GUEST_LOG_LINES_PER_SEC, GUEST_LOG_BURST)),
         })
     }
 
@@ -249,7 +253,11 @@ impl LoadedPlugin {
         let counted = live.enter();
         let mut store = Store::new(
             self.pre.engine(),
-            InstanceState::new(self.name.clone(), self.limits.max_memory_bytes),
+            InstanceState::new(
+                self.name.clone(),
+                self.limits.max_memory_bytes,
+                self.log_limit.clone(),
+            ),
         );
         store.limiter(|state| &mut state.memory);
         // Guest code reaches the meter at every epoch tick: it yields there, so it never holds

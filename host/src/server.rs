@@ -23,6 +23,7 @@ use crate::connection::{self, ConnectionContext};
 use crate::dispatch::Dispatcher;
 use crate::gauge::GaugeGuard;
 use crate::loader::Loader;
+use crate::ratelimit::HostWarnings;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::session::SessionHooks;
@@ -74,6 +75,7 @@ impl Server {
                 limits: runtime.limits().clone(),
                 stats: Arc::new(HostStats::default()),
                 sessions: SessionHooks::default(),
+                warnings: HostWarnings::default(),
             }),
             connections: TaskTracker::new(),
             stop_connections: CancellationToken::new(),

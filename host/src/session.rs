@@ -256,7 +256,10 @@ async fn watch_time_limits(activity: &Activity, limits: &PluginLimits) -> Sessio
     };
     let idle = async {
         loop {
-            let idle_until = activity.last_active() + limits.idle_timeout;
+            // An idle timeout too large to add to a clock reading never comes.
+            let Some(idle_until) = activity.last_active().checked_add(limits.idle_timeout) else {
+                return std::future::pending().await;
+            };
             if Instant::now() >= idle_until {
                 return SessionEnd::Idle(limits.idle_timeout);
             }

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::cpu::CpuMeter;
 use crate::guest_log::{GuestLog, GuestStream};
+use crate::ratelimit::LogRateLimit;
 
 /// Data owned by one plugin instance's store.
 pub struct InstanceState {
@@ -25,11 +26,19 @@ pub struct InstanceState {
 
 impl InstanceState {
     /// State for a new instance of the plugin `plugin`, with memory capped at
-    /// `max_memory_bytes`.
-    pub fn new(plugin: Arc<str>, max_memory_bytes: usize) -> Self {
+    /// `max_memory_bytes` and its output logged within the plugin's `log_limit`.
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        max_memory_bytes: usize,
+        log_limit: Arc<LogRateLimit>,
+    ) -> Self {
         let wasi = WasiCtxBuilder::new()
-            .stdout(GuestLog::new(plugin.clone(), GuestStream::Stdout))
-            .stderr(GuestLog::new(plugin, GuestStream::Stderr))
+            .stdout(GuestLog::new(
+                plugin.clone(),
+                GuestStream::Stdout,
+                log_limit.clone(),
+            ))
+            .stderr(GuestLog::new(plugin, GuestStream::Stderr, log_limit))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

@@ -2,7 +2,7 @@
 //! a `101 Switching Protocols` for this client. A `101` goes only to a client that asked for an
 //! upgrade, and only for a protocol it offered.
 
-use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode, Version};
 
@@ -84,7 +84,12 @@ pub(crate) fn accept(
     if status != 101 {
         return Err(UpgradeRefused::Status(status));
     }
-    let mut headers = header_map(upgrade.headers)?;
+    // `upgrade` is the answer itself; `connection` is the host's to set.
+    let mut headers = header_map(upgrade.headers, &["upgrade"])?;
+    // A 1xx response has no body, so nothing to frame (RFC 9110 §8.6).
+    if headers.contains_key(CONTENT_LENGTH) {
+        return Err(InvalidAnswer::HopByHop(CONTENT_LENGTH.as_str().to_owned()).into());
+    }
     let chosen: Vec<&str> = tokens(headers.get_all(UPGRADE).iter()).collect();
     if chosen.is_empty() {
         return Err(UpgradeRefused::NoProtocol);
@@ -188,5 +193,43 @@ mod tests {
             accept(offered.as_ref(), None, no_protocol).unwrap_err(),
             UpgradeRefused::NoProtocol
         );
+    }
+
+    /// The plugin names the protocol; the connection and the framing are the host's.
+    #[test]
+    fn refuses_connection_fields_and_framing_from_the_plugin() {
+        let offered = offer(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        for (name, value) in [
+            ("connection", "upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "0"),
+        ] {
+            let mut upgrade = upgrade_to("websocket", None);
+            upgrade
+                .headers
+                .push((name.into(), value.as_bytes().to_vec()));
+            assert!(
+                matches!(
+                    accept(offered.as_ref(), None, upgrade).unwrap_err(),
+                    UpgradeRefused::Invalid(InvalidAnswer::HopByHop(_))
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    /// An upgrade answer with more fields than the cap is refused, never a panic.
+    #[test]
+    fn refuses_too_many_fields() {
+        let offered = offer(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        let mut upgrade = upgrade_to("websocket", None);
+        upgrade
+            .headers
+            .extend((0..40_000).map(|i| (format!("x-{i}"), b"v".to_vec())));
+        assert!(matches!(
+            accept(offered.as_ref(), None, upgrade).unwrap_err(),
+            UpgradeRefused::Invalid(InvalidAnswer::TooManyHeaders(40_001))
+        ));
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The checks are tungstenite's own (`GET`, `Connection: upgrade`, `Upgrade: websocket`,
 //! version 13, a key of 16 base64-encoded bytes), run on an `http::Request` built from ours, so
-//! they are not written twice.
+//! they are not written twice. `Connection` and `Upgrade` are token lists (RFC 9110 §7.6.1,
+//! §7.8), which tungstenite reads as one value: they are reduced to the one token it looks for
+//! before it sees them.
 
 use tungstenite::error::{Error, ProtocolError};
 use tungstenite::handshake::server::create_response;
@@ -10,12 +12,15 @@ use tungstenite::http::{self, HeaderValue, Method, Version, header};
 
 use crate::{Request, Response, Upgrade};
 
-/// The fields the handshake reads; others are not copied.
-const HANDSHAKE_FIELDS: [header::HeaderName; 4] = [
-    header::CONNECTION,
-    header::UPGRADE,
-    header::SEC_WEBSOCKET_VERSION,
-    header::SEC_WEBSOCKET_KEY,
+/// The single-valued fields the handshake reads, copied as they are; others are not copied.
+const HANDSHAKE_FIELDS: [header::HeaderName; 2] =
+    [header::SEC_WEBSOCKET_VERSION, header::SEC_WEBSOCKET_KEY];
+
+/// The token lists the handshake reads, each with the one token it needs (compared without
+/// regard to case).
+const HANDSHAKE_TOKENS: [(header::HeaderName, &str); 2] = [
+    (header::CONNECTION, "upgrade"),
+    (header::UPGRADE, "websocket"),
 ];
 
 /// Accepts a WebSocket handshake, or answers why not.
@@ -66,6 +71,18 @@ fn handshake_request(request: &Request) -> http::Request<()> {
             .join(&b", "[..]);
         if let (false, Ok(value)) = (joined.is_empty(), HeaderValue::from_bytes(&joined)) {
             handshake.headers_mut().insert(name, value);
+        }
+    }
+    // tungstenite wants `Upgrade` to be exactly `websocket`, so a client offering
+    // `foo/2, websocket` would be refused: pass on only the token it looks for, when offered.
+    for (name, token) in HANDSHAKE_TOKENS {
+        if request
+            .header_tokens(name.as_str())
+            .any(|offered| offered.eq_ignore_ascii_case(token))
+        {
+            handshake
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(token));
         }
     }
     handshake
@@ -152,6 +169,43 @@ mod tests {
             .with_header("sec-websocket-version", "13")
             .with_header("sec-websocket-key", KEY);
         assert!(accept(&request).is_ok());
+    }
+
+    /// `Upgrade` and `Connection` are comma-separated token lists, in any case, possibly over
+    /// several fields: `websocket` anywhere in the list is an offer.
+    #[test]
+    fn accepts_token_lists() {
+        for (connection, upgrade) in [
+            ("Upgrade", "foo/2, websocket"),
+            ("keep-alive,UPGRADE", "WebSocket , h2c"),
+            ("close, upgrade", "websocket,foo"),
+        ] {
+            let request = Request::new("GET", "/")
+                .with_header("connection", connection)
+                .with_header("upgrade", upgrade)
+                .with_header("sec-websocket-version", "13")
+                .with_header("sec-websocket-key", KEY);
+            let upgrade_answer = accept(&request)
+                .unwrap_or_else(|refusal| panic!("{upgrade:?} refused: {}", refusal.status()));
+            assert_eq!(
+                upgrade_answer.header_value("upgrade"),
+                Some(&b"websocket"[..])
+            );
+        }
+        let split = Request::new("GET", "/")
+            .with_header("connection", "upgrade")
+            .with_header("upgrade", "foo/2")
+            .with_header("upgrade", "websocket")
+            .with_header("sec-websocket-version", "13")
+            .with_header("sec-websocket-key", KEY);
+        assert!(accept(&split).is_ok());
+        // A token that only contains the word is not the token.
+        let lookalike = Request::new("GET", "/")
+            .with_header("connection", "upgrade")
+            .with_header("upgrade", "websocket2, not-websocket")
+            .with_header("sec-websocket-version", "13")
+            .with_header("sec-websocket-key", KEY);
+        assert_eq!(refused_status(&lookalike), 400);
     }
 
     /// The server's preference order wins among the protocols the client offered.

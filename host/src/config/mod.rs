@@ -34,6 +34,29 @@ pub const CONNECTION_HEADROOM: u32 = 1_024;
 /// keeps its header slots on the stack; above it, they are allocated for each request.
 pub const DEFAULT_MAX_HEADERS: usize = 100;
 
+/// Most header fields a plugin's answer (response or upgrade) may carry; more is refused with
+/// `500` (`502` for an upgrade). Generous for any real response, and far below the 32,768 fields
+/// at which `http`'s `HeaderMap` panics.
+pub const MAX_GUEST_HEADERS: usize = 256;
+/// Most bytes of header names and values, in all, in a plugin's answer; more is refused like
+/// too many fields. As much as a client may send in a request head by default.
+pub const MAX_GUEST_HEADER_BYTES: usize = 64 * 1024;
+/// Largest response body a plugin may answer with; larger is refused with `500`. The body has
+/// already been copied out of the guest when it is checked, so what this bounds is what the
+/// host holds and sends per response, not the copy (the guest's memory limit bounds that).
+pub const MAX_GUEST_BODY_BYTES: usize = 16 << 20;
+/// Lines a plugin's stdout and stderr may log per second, all its instances together, once its
+/// burst is spent; the rest are dropped and counted in a line that says how many.
+pub const GUEST_LOG_LINES_PER_SEC: u32 = 100;
+/// Lines a plugin may log at once before [`GUEST_LOG_LINES_PER_SEC`] applies: room for a panic's
+/// backtrace or a short debugging burst.
+pub const GUEST_LOG_BURST: u32 = 500;
+/// Warnings of one kind that clients can provoke at will (a refused upgrade, a `503`) logged
+/// per second once the burst is spent; the next one logged says how many were left out.
+pub const HOST_WARNINGS_PER_SEC: u32 = 5;
+/// Warnings of one kind logged at once before [`HOST_WARNINGS_PER_SEC`] applies.
+pub const HOST_WARNINGS_BURST: u32 = 20;
+
 /// Everything [`crate::Server`] needs besides its [`crate::Runtime`] (which holds the limits,
 /// because the engine's instance pool is sized from them).
 #[derive(Debug, Clone)]
@@ -150,6 +173,8 @@ pub struct PluginLimits {
     pub max_session_duration: Option<Duration>,
     /// Sessions of this plugin alive at once (`503` beyond).
     pub max_sessions: u32,
+    /// `handle` calls of this plugin in progress at once (`503` beyond).
+    pub max_concurrent_requests: u32,
     /// Protocols this plugin may switch to; `None` allows any the client offered.
     pub allowed_upgrades: Option<Vec<String>>,
 }
@@ -166,6 +191,7 @@ impl PluginLimits {
             idle_timeout: Duration::ZERO,
             max_session_duration: None,
             max_sessions: 0,
+            max_concurrent_requests: 0,
             allowed_upgrades: None,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchyard_tests::client::{RawConnection, get};
+use switchyard_tests::client::{RawConnection, get, misbehave_upgrade};
 use switchyard_tests::{TestHost, bounded};
 
 const LOG_WAIT: Duration = Duration::from_secs(5);
@@ -251,6 +251,88 @@ async fn unreachable_plugin_names_and_routes_are_refused_at_load() {
                 .await;
             assert!(!line.contains("kept_version=none"), "{line}");
             assert_eq!(get(host.addr, "/hello", &[]).await.status, 200);
+        }
+    })
+    .await;
+}
+
+/// Answers over the host's caps (40,000 header fields, a 100 KiB header value, a 40 MiB body)
+/// and answers with hop-by-hop fields are `500`s with an error line naming plugin, version and
+/// path, never a panic: the host keeps serving on the same connection pool.
+#[tokio::test]
+async fn oversized_and_hop_by_hop_answers_are_500s() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave", "hello"]).await;
+        for (case, reason) in [
+            (
+                "many-headers",
+                "40001 header fields, more than the 256 allowed",
+            ),
+            (
+                "huge-header-value",
+                "header fields of more than 65536 bytes",
+            ),
+            (
+                "huge-body",
+                "41943040-byte body, more than the 16777216 bytes allowed",
+            ),
+            ("hop-by-hop", "header \"connection\" manages the connection"),
+        ] {
+            let path = format!("/misbehave/{case}");
+            let reply = get(host.addr, &path, &[]).await;
+            assert_eq!(reply.status, 500, "{case}");
+            assert!(reply.headers.get("upgrade").is_none(), "{case}");
+            let line = host
+                .wait_for_log(
+                    &[
+                        "ERROR",
+                        "plugin=misbehave",
+                        &format!("path={path}"),
+                        "invalid response",
+                        reason,
+                    ],
+                    LOG_WAIT,
+                )
+                .await;
+            assert!(line.contains("version="), "{line}");
+            assert_eq!(get(host.addr, "/hello", &[]).await.status, 200, "{case}");
+        }
+    })
+    .await;
+}
+
+/// An upgrade answer with 40,000 header fields, or with fields that manage the connection, is
+/// a `502` with an error line naming the plugin; no `101` goes out.
+#[tokio::test]
+async fn oversized_and_hop_by_hop_upgrades_are_502s() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave", "hello"]).await;
+        for (case, reason) in [
+            (
+                "upgrade-many-headers",
+                "40001 header fields, more than the 256 allowed",
+            ),
+            (
+                "upgrade-hop-by-hop",
+                "header \"connection\" manages the connection",
+            ),
+        ] {
+            let mut conn = RawConnection::open(host.addr, &misbehave_upgrade(case)).await;
+            let head = conn.read_head().await;
+            assert!(head.starts_with("HTTP/1.1 502"), "{case}: {head}");
+            let path = format!("path=/misbehave/{case}");
+            host.wait_for_log(
+                &[
+                    "ERROR",
+                    "plugin=misbehave",
+                    &path,
+                    "invalid upgrade",
+                    reason,
+                ],
+                LOG_WAIT,
+            )
+            .await;
+            assert_eq!(get(host.addr, "/hello", &[]).await.status, 200, "{case}");
         }
     })
     .await;

@@ -56,6 +56,8 @@ async fn sessions_end_at_their_maximum_length() {
         let mut conn = RawConnection::open(host.addr, &misbehave_upgrade("sleep-session")).await;
         conn.read_head().await;
         let started = Instant::now();
+        // The greeting may arrive in the same read as the head or in a later one.
+        assert_eq!(conn.read_line().await, "idle");
         conn.expect_closed().await;
         assert!(
             started.elapsed() >= Duration::from_millis(900),
@@ -499,6 +501,42 @@ async fn shutdown_ends_a_session_whose_client_keeps_sending() {
             Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
             other => panic!("expected a 1001 close after {echoes} echoes, got {other:?}"),
         }
+    })
+    .await;
+}
+
+/// A plugin's `handle` calls in progress are capped by `max_concurrent_requests`: with one
+/// call sleeping in `handle`, a second gets `503` with `Retry-After`, and once the first has
+/// answered the next is served again.
+#[tokio::test]
+async fn concurrent_handle_calls_are_capped_per_plugin() {
+    bounded(async {
+        let one = "[limits]\nmax_concurrent_requests = 1\n";
+        let host =
+            TestHost::start_configured(&["misbehave", "hello"], &[("misbehave", one)], None).await;
+        let addr = host.addr;
+        let sleeping = tokio::spawn(async move { get(addr, "/misbehave/slow-handle", &[]).await });
+        let mut refused = None;
+        // The sleeper needs a moment to be admitted; probe until it has been.
+        for _ in 0..100 {
+            let reply = get(addr, "/misbehave/ok", &[]).await;
+            if reply.status == 503 {
+                refused = Some(reply);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let refused = refused.expect("no request was refused while the plugin was busy");
+        assert_eq!(refused.headers["retry-after"], "1");
+        // Another plugin is not affected.
+        assert_eq!(get(addr, "/hello", &[]).await.status, 200);
+        assert_eq!(sleeping.await.unwrap().text(), "slept");
+        assert_eq!(get(addr, "/misbehave/ok", &[]).await.status, 200);
+        host.wait_for_log(
+            &["plugin=misbehave", "limit of 1 concurrent requests"],
+            LOG_WAIT,
+        )
+        .await;
     })
     .await;
 }

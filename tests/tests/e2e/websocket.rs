@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use switchyard_tests::client::get;
+use switchyard_tests::client::{RawConnection, get};
 use switchyard_tests::{TestHost, bounded};
 
 type Client = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -169,6 +169,32 @@ async fn plain_request_to_websocket_plugin_is_refused_by_the_plugin() {
         let host = TestHost::start(&["echo"]).await;
         let reply = get(host.addr, "/echo", &[]).await;
         assert_eq!(reply.status, 400);
+    })
+    .await;
+}
+
+/// `Upgrade` and `Connection` are token lists: a client offering `foo/2, websocket` (with
+/// `keep-alive, Upgrade`) gets the WebSocket, and a frame sent over it comes back.
+#[tokio::test]
+async fn accepts_websocket_among_other_offered_protocols() {
+    bounded(async {
+        let host = TestHost::start(&["echo"]).await;
+        let mut conn = RawConnection::open(
+            host.addr,
+            b"GET /echo HTTP/1.1\r\nhost: t\r\nconnection: keep-alive, Upgrade\r\n\
+              upgrade: foo/2, WebSocket\r\nsec-websocket-version: 13\r\n\
+              sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await;
+        let head = conn.read_head().await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{head}"
+        );
+        // A masked text frame "hi" (FIN, opcode 1, mask key 0), then the echo, unmasked.
+        conn.write(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']).await;
+        assert_eq!(conn.read_exact(4).await, [0x81, 0x02, b'h', b'i']);
     })
     .await;
 }

@@ -4,6 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use switchyard_tests::client::{RawConnection, get, misbehave_upgrade};
 use switchyard_tests::{TestHost, bounded};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -294,4 +299,145 @@ async fn sandbox_escapes_are_denied() {
         assert!(!text.contains("root:"), "{text}");
     })
     .await;
+}
+
+/// Requests attempted at once against a `handle` that loops (the issue's figure).
+const LOOPING_REQUESTS: usize = 400;
+/// Pause between `/hello` probes during the fairness attack.
+const HELLO_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Fairness: 400 requests at once to a `handle` that loops. The plugin's concurrency limit
+/// turns most away with `503` + `Retry-After`, the ones admitted are stopped at their deadline
+/// (the epoch callback interrupts them even when the run queue is long), and `/hello` on the
+/// same host stays quick. Prints `/hello`'s latency and how late the `504`s came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_handles_do_not_starve_other_plugins() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    switchyard_tests::probe::raise_open_file_limit();
+    bounded(async {
+        let host = TestHost::start(&["misbehave", "echo", "hello"]).await;
+        let deadline = switchyard_host::PluginLimits::default().handle_timeout;
+        let hello = HelloProbe::connect(&host).await;
+        let mut baseline = Vec::new();
+        for _ in 0..50 {
+            baseline.push(hello.round_trip().await);
+        }
+        let report = std::sync::Mutex::new(None);
+        under_attack(&host, "400 looping handles", 1, |_| {
+            let (host, report, hello) = (&host, &report, &hello);
+            async move {
+                let measured = looping_requests_against_hello(host, hello).await;
+                *report.lock().unwrap() = Some(measured);
+            }
+        })
+        .await;
+        let (answers, hello) = report.into_inner().unwrap().expect("the attack ran");
+        let late_504s: Vec<Duration> = answers
+            .iter()
+            .filter(|(status, _)| *status == 504)
+            .map(|(_, took)| took.saturating_sub(deadline))
+            .collect();
+        let busy = answers.iter().filter(|(status, _)| *status == 503).count();
+        let worst_lateness = late_504s.iter().max().copied().unwrap_or_default();
+        println!(
+            "  fairness: {LOOPING_REQUESTS} looping requests: {} got 504 (worst {worst_lateness:?} \
+             after the {deadline:?} deadline), {busy} got 503; /hello p50 {:?}, p99 {:?}, worst \
+             {:?} over {} requests (before the attack: p99 {:?})",
+            late_504s.len(),
+            percentile(&hello, 50),
+            percentile(&hello, 99),
+            percentile(&hello, 100),
+            hello.len(),
+            percentile(&baseline, 99),
+        );
+        assert_eq!(late_504s.len() + busy, LOOPING_REQUESTS, "{answers:?}");
+        assert!(!late_504s.is_empty(), "no looping request was admitted");
+        assert!(
+            worst_lateness < Duration::from_secs(1),
+            "a 504 came {worst_lateness:?} after the deadline"
+        );
+        assert!(
+            percentile(&hello, 99) < Duration::from_millis(500),
+            "/hello p99 {:?} under attack",
+            percentile(&hello, 99)
+        );
+    })
+    .await;
+}
+
+/// Sends [`LOOPING_REQUESTS`] looping requests at once and probes `/hello` until they are all
+/// answered; returns each looping request's status and time, and `/hello`'s latencies.
+async fn looping_requests_against_hello(
+    host: &TestHost,
+    hello: &HelloProbe,
+) -> (Vec<(u16, Duration)>, Vec<Duration>) {
+    let addr = host.addr;
+    let attackers: Vec<_> = (0..LOOPING_REQUESTS)
+        .map(|_| {
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let status = get(addr, "/misbehave/loop-handle", &[]).await.status;
+                (status.as_u16(), started.elapsed())
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    while !attackers.iter().all(|attacker| attacker.is_finished()) {
+        latencies.push(hello.round_trip().await);
+        tokio::time::sleep(HELLO_PROBE_INTERVAL).await;
+    }
+    let mut answers = Vec::new();
+    for attacker in attackers {
+        answers.push(attacker.await.expect("an attacker panicked"));
+    }
+    (answers, latencies)
+}
+
+/// `GET /hello` over one keep-alive connection opened before the attack, so that its latency is
+/// how quickly the host serves a request. (New connections would also measure the kernel's
+/// accept queue, which a burst of 400 connections overflows: a dropped SYN costs a 1 s
+/// retransmission, whatever the host does.)
+struct HelloProbe {
+    sender: tokio::sync::Mutex<SendRequest<Full<Bytes>>>,
+    host: String,
+}
+
+impl HelloProbe {
+    async fn connect(host: &TestHost) -> Self {
+        let stream = TcpStream::connect(host.addr).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP handshake");
+        tokio::spawn(connection);
+        Self {
+            sender: tokio::sync::Mutex::new(sender),
+            host: host.addr.to_string(),
+        }
+    }
+
+    /// One request and its whole response; returns how long it took.
+    async fn round_trip(&self) -> Duration {
+        let request = Request::get("/hello")
+            .header("host", &self.host)
+            .body(Full::default())
+            .unwrap();
+        let mut sender = self.sender.lock().await;
+        sender
+            .ready()
+            .await
+            .expect("the /hello connection stays open");
+        let started = Instant::now();
+        let response = sender.send_request(request).await.expect("a /hello reply");
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.expect("the body");
+        started.elapsed()
+    }
+}
+
+/// The `p`th percentile of `samples` (100: the worst).
+fn percentile(samples: &[Duration], p: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = (sorted.len() * p).div_ceil(100).saturating_sub(1);
+    sorted.get(rank).copied().unwrap_or_default()
 }

@@ -21,6 +21,15 @@
 //! - `print`: writes a line to stdout and one to stderr, then 200.
 //! - `half-close`: upgrades, writes `bye\n`, drops its writing half, then reads until the
 //!   input ends and logs on stderr what it read after closing its side.
+//! - `many-headers`: 200 with 40,000 header fields.
+//! - `upgrade-many-headers`: upgrades with 40,000 more header fields.
+//! - `huge-body`: 200 with a 40 MiB body.
+//! - `huge-header-value`: 200 with one 100 KiB header value.
+//! - `hop-by-hop`: 200 with `connection: close, upgrade`, `upgrade: h2c`, `keep-alive` and
+//!   `proxy-connection`.
+//! - `upgrade-hop-by-hop`: upgrades with `connection: close` and `keep-alive` fields.
+//! - `print-no-newline`: writes to stdout and stderr without a final newline, then 200.
+//! - `log-flood`: writes 20,000 lines to stdout in one request, then 200.
 //!
 //! Hostile cases, which the host must survive with every other request and session unharmed
 //! (see the `hostile` and `sandbox` modules):
@@ -37,6 +46,7 @@
 //! - `slow-handle`: sleeps about 200 ms on the clock (not spinning), then 200 `slept`.
 
 mod hostile;
+mod oversized;
 mod sandbox;
 
 use std::time::Duration;
@@ -96,6 +106,22 @@ enum Case {
     SlowHandle,
     /// Upgrades to `x-test`, writes `bye\n`, closes its writing half, keeps reading.
     HalfClose,
+    /// 200 with 40,000 header fields.
+    ManyHeaders,
+    /// Upgrades to `x-test` with 40,000 more header fields.
+    UpgradeManyHeaders,
+    /// 200 with a 40 MiB body.
+    HugeBody,
+    /// 200 with one 100 KiB header value.
+    HugeHeaderValue,
+    /// 200 with connection-management (hop-by-hop) fields.
+    HopByHop,
+    /// Upgrades to `x-test` with `connection` and `keep-alive` fields.
+    UpgradeHopByHop,
+    /// Output without a final newline on stdout and stderr, then 200.
+    PrintNoNewline,
+    /// 20,000 lines on stdout, then 200.
+    LogFlood,
 }
 
 impl Case {
@@ -123,6 +149,14 @@ impl Case {
             "sleep-session" => Self::SleepSession,
             "slow-handle" => Self::SlowHandle,
             "half-close" => Self::HalfClose,
+            "many-headers" => Self::ManyHeaders,
+            "upgrade-many-headers" => Self::UpgradeManyHeaders,
+            "huge-body" => Self::HugeBody,
+            "huge-header-value" => Self::HugeHeaderValue,
+            "hop-by-hop" => Self::HopByHop,
+            "upgrade-hop-by-hop" => Self::UpgradeHopByHop,
+            "print-no-newline" => Self::PrintNoNewline,
+            "log-flood" => Self::LogFlood,
             _ => return None,
         };
         Some(case)
@@ -159,6 +193,14 @@ impl Case {
             Self::LoopHandle => hostile::spin(),
             Self::MemoryHandle => hostile::exhaust_memory(),
             Self::Sandbox => Response::text(200, sandbox::report()).into(),
+            Self::ManyHeaders => oversized::many_headers().into(),
+            Self::UpgradeManyHeaders => oversized::upgrade_many_headers(TEST_PROTOCOL).into(),
+            Self::HugeBody => oversized::huge_body().into(),
+            Self::HugeHeaderValue => oversized::huge_header_value().into(),
+            Self::HopByHop => oversized::hop_by_hop().into(),
+            Self::UpgradeHopByHop => oversized::upgrade_hop_by_hop(TEST_PROTOCOL).into(),
+            Self::PrintNoNewline => oversized::print_no_newline().into(),
+            Self::LogFlood => oversized::log_flood().into(),
             Self::SlowHandle => {
                 // On wasip2 this is a wasi:clocks wait that blocks in the host: the guest burns
                 // no CPU, which is what sets it apart from `loop-handle`.
