@@ -29,6 +29,10 @@ use crate::runtime::Runtime;
 use crate::session::SessionHooks;
 use crate::watcher::{self, FolderWatch};
 
+/// Connections the kernel may queue before the host accepts them. The standard library asks
+/// for 128, which a burst of connects overflows (the client then waits a second to retry); the
+/// kernel caps this at `net.core.somaxconn` (4,096 on current Linux).
+const LISTEN_BACKLOG: u32 = 4096;
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// hyper's smallest allowed read buffer.
@@ -55,9 +59,8 @@ impl Server {
     /// Binds `config.listen`, loads every plugin in `config.plugins_dir` and starts watching it.
     pub async fn start(config: HostConfig, runtime: Arc<Runtime>) -> anyhow::Result<Self> {
         check_plugins_dir(&config.plugins_dir)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let registry = Arc::new(Registry::default());
         let loader = Arc::new(Loader::new(
             runtime.clone(),
@@ -305,4 +308,17 @@ async fn drain(
         sessions.tracker.wait().await;
     }
     tracing::info!("shut down");
+}
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as the standard
+/// library sets it, so a restarted host can bind while old connections linger in TIME_WAIT).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -260,4 +260,24 @@ mod tests {
         let err = toml::from_str::<PluginSettings>("rout = \"/x\"").unwrap_err();
         assert!(err.message().contains("unknown field"), "{err}");
     }
+
+    /// The sidecar example in the README is valid: every key it shows exists and every value
+    /// is within its range.
+    #[test]
+    fn readme_sidecar_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### Sidecar settings")
+            .nth(1)
+            .expect("README has a sidecar section");
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the section shows a TOML example");
+        let settings: PluginSettings = toml::from_str(example).unwrap();
+        validate_route(settings.route.as_deref().unwrap()).unwrap();
+        let limits = settings.limits(&PluginLimits::default()).unwrap();
+        assert_eq!(limits.max_concurrent_requests, 4);
+    }
 }
