@@ -13,17 +13,17 @@ use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use tracing::Instrument as _;
 
-use crate::admission::HostStats;
-use crate::bindings::{self, Outgoing};
 use crate::config::Limits;
-use crate::guest_response::{self, Body, host_response};
-use crate::intake;
-use crate::plugin::{LoadedPlugin, PluginInstance};
+use crate::engine::bindings::{self, Outgoing};
+use crate::http::admission::HostStats;
+use crate::http::guest_response::{self, Body, host_response};
+use crate::http::intake;
+use crate::http::request_path;
+use crate::http::upgrade::{self, ClientOffer, UpgradeRefused};
+use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
+use crate::plugins::registry::Registry;
 use crate::ratelimit::{HostWarnings, limited_warn};
-use crate::registry::Registry;
-use crate::request_path;
 use crate::session::{self, SessionContext};
-use crate::upgrade::{self, ClientOffer, UpgradeRefused};
 
 /// What a client is told to wait before retrying a request refused for lack of capacity.
 const RETRY_AFTER_SECS: &str = "1";

@@ -11,14 +11,14 @@ use sha2::{Digest, Sha256};
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use crate::bindings::{self, PluginPre};
-use crate::cache::{ContentHash, Origin};
 use crate::config::{GUEST_LOG_BURST, GUEST_LOG_LINES_PER_SEC, PluginLimits};
-use crate::gauge::{Gauge, GaugeGuard};
+use crate::engine::bindings::{self, PluginPre};
+use crate::engine::cache::{ContentHash, Origin};
+use crate::engine::runtime::Runtime;
+use crate::engine::state::InstanceState;
+use crate::http::gauge::{Gauge, GaugeGuard};
+use crate::plugins::sidecar::{PluginSettings, check_segment};
 use crate::ratelimit::LogRateLimit;
-use crate::runtime::Runtime;
-use crate::sidecar::{PluginSettings, check_segment};
-use crate::state::InstanceState;
 
 /// Hex digits of the content hash kept as a version id: enough to tell versions apart in logs.
 const VERSION_ID_LEN: usize = 12;
@@ -389,7 +389,7 @@ pub(crate) fn one_line(text: &str) -> String {
 
 /// The first [`VERSION_ID_LEN`] hex digits of the content hash.
 fn version_id(hash: &ContentHash) -> String {
-    let mut hex = crate::cache::hex(hash);
+    let mut hex = crate::engine::cache::hex(hash);
     hex.truncate(VERSION_ID_LEN);
     hex
 }

@@ -265,7 +265,7 @@ mod tests {
     /// is within its range.
     #[test]
     fn readme_sidecar_example_is_valid() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let section = readme
             .split("### Sidecar settings")
             .nth(1)

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::gauge::{Gauge, GaugeGuard};
-use crate::plugin::LoadedPlugin;
+use crate::http::gauge::{Gauge, GaugeGuard};
+use crate::plugins::plugin::LoadedPlugin;
 
 /// Live counts for the whole host; shared by every request and session.
 #[derive(Debug, Default)]

@@ -2,6 +2,8 @@
 //! into the `upgrade` export of the same instance that answered `handle`, and its output back to
 //! the client, until one of the ends in [`SessionEnd`] — each logged with its reason.
 
+pub(crate) mod pump;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wasmtime::component::StreamReader;
 
-use crate::admission::SessionPermit;
-use crate::bindings;
 use crate::config::PluginLimits;
-use crate::cpu::{CpuExceeded, Metered, SessionCpu};
-use crate::plugin::{LoadedPlugin, PluginInstance};
-use crate::pump::{self, Activity, ClientBytes, ClientSink, EndInput, OutputEnd};
+use crate::engine::bindings;
+use crate::engine::cpu::{CpuExceeded, Metered, SessionCpu};
+use crate::http::admission::SessionPermit;
+use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
+use pump::{Activity, ClientBytes, ClientSink, EndInput, OutputEnd};
 
 /// After shutdown ends a session's input, how long the plugin has to say goodbye (a WebSocket
 /// close frame) before the connection is dropped.

@@ -13,7 +13,7 @@ use hyper::http::uri::Authority;
 use hyper::{Request, Response, StatusCode, Version};
 
 use crate::config::Limits;
-use crate::guest_response::{Body, host_response};
+use crate::http::guest_response::{Body, host_response};
 
 /// A request refused before routing: the status and what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::Dispatcher;
-use crate::gauge::GaugeGuard;
+use crate::http::dispatch::Dispatcher;
+use crate::http::gauge::GaugeGuard;
 
 /// How long a connection closed with a reply (408, GOAWAY) goes on being read and discarded
 /// after the reply, so that bytes the client is still sending do not make the kernel reset the

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use tracing::Instrument as _;
 
-use crate::plugin::{LoadedPlugin, one_line, plugin_name};
-use crate::registry::Registry;
-use crate::runtime::Runtime;
+use crate::engine::runtime::Runtime;
+use crate::plugins::plugin::{LoadedPlugin, one_line, plugin_name};
+use crate::plugins::registry::Registry;
 
 /// File extension of a plugin.
 pub(crate) const PLUGIN_EXTENSION: &str = "wasm";

@@ -3,6 +3,8 @@
 //! down gracefully: stop accepting, let requests and sessions finish up to the drain timeout,
 //! then close what is left.
 
+mod connection;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,17 +19,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::admission::HostStats;
 use crate::config::{DEFAULT_MAX_HEADERS, HostConfig, Limits};
-use crate::connection::{self, ConnectionContext};
-use crate::dispatch::Dispatcher;
-use crate::gauge::GaugeGuard;
-use crate::loader::Loader;
+use crate::engine::runtime::Runtime;
+use crate::http::admission::HostStats;
+use crate::http::dispatch::Dispatcher;
+use crate::http::gauge::GaugeGuard;
+use crate::plugins::loader::Loader;
+use crate::plugins::registry::Registry;
+use crate::plugins::watcher::{self, FolderWatch};
 use crate::ratelimit::HostWarnings;
-use crate::registry::Registry;
-use crate::runtime::Runtime;
 use crate::session::SessionHooks;
-use crate::watcher::{self, FolderWatch};
+use connection::ConnectionContext;
 
 /// Connections the kernel may queue before the host accepts them. The standard library asks
 /// for 128, which a burst of connects overflows (the client then waits a second to retry); the

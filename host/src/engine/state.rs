@@ -7,8 +7,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::cpu::CpuMeter;
-use crate::guest_log::{GuestLog, GuestStream};
+use crate::engine::cpu::CpuMeter;
+use crate::engine::guest_log::{GuestLog, GuestStream};
 use crate::ratelimit::LogRateLimit;
 
 /// Data owned by one plugin instance's store.

@@ -17,7 +17,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use crate::loader::{Loader, plugin_for_file};
+use crate::plugins::loader::{Loader, plugin_for_file};
 
 /// Keeps the OS watches alive; dropping it stops hot reload.
 pub(crate) struct FolderWatch {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use crate::plugin::LoadedPlugin;
+use crate::plugins::plugin::LoadedPlugin;
 
 /// Why a plugin could not be added to the table.
 #[derive(Debug, thiserror::Error)]

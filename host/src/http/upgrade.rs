@@ -6,8 +6,8 @@ use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode, Version};
 
-use crate::bindings::ProtocolUpgrade;
-use crate::guest_response::{Body, InvalidAnswer, header_map};
+use crate::engine::bindings::ProtocolUpgrade;
+use crate::http::guest_response::{Body, InvalidAnswer, header_map};
 
 /// The protocols a client offered to switch to (`Connection: upgrade` + `Upgrade: a, b/2`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use anyhow::{Context as _, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::cache::ArtifactCache;
 use crate::config::Limits;
-use crate::cpu::EPOCH_TICK;
-use crate::state::InstanceState;
+use crate::engine::cache::ArtifactCache;
+use crate::engine::cpu::EPOCH_TICK;
+use crate::engine::state::InstanceState;
 
 /// Core instances a typical Rust component carries (its code plus the small shims
 /// `wasm-component-ld` adds); pool slots are reserved per plugin instance in this ratio.

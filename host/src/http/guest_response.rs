@@ -10,8 +10,8 @@ use http_body_util::Full;
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Response, StatusCode};
 
-use crate::bindings::{self, Headers};
 use crate::config::{MAX_GUEST_BODY_BYTES, MAX_GUEST_HEADER_BYTES, MAX_GUEST_HEADERS};
+use crate::engine::bindings::{self, Headers};
 
 /// Fields that manage one connection rather than the message (RFC 9110 §7.6.1), or that only a
 /// proxy or the host may set: the host frames bodies and manages connections itself, so a guest

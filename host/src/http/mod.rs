@@ -1,0 +1,10 @@
+//! One HTTP request, from the checks it must pass before routing to the answer or the upgrade:
+//! intake → request path → dispatch (route, admission, `handle`) → guest response or upgrade.
+
+pub mod admission;
+pub(crate) mod dispatch;
+pub mod gauge;
+pub(crate) mod guest_response;
+pub(crate) mod intake;
+pub(crate) mod request_path;
+pub(crate) mod upgrade;
