@@ -249,9 +249,9 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         sidecar_key: Some("max_concurrent_requests"),
         unit: Unit::Count,
         // Plugins have no I/O to wait on, so their `handle` calls are CPU-bound and more of
-        // them than cores gains no throughput: each is one more task taking 10 ms turns on the
-        // same workers as every other plugin's requests. Measured with 400 looping requests on
-        // a 2-core machine (README, Limits): 8 keeps others' p99 under ~200 ms.
+        // them than cores gains no throughput: each is one more task taking turns of one epoch
+        // tick on the same workers as every other plugin's requests. Measured with 400 looping
+        // requests on a 2-core machine (README, Limits): 8 keeps others' p99 under ~100 ms.
         default: Preset::Value(8),
         min: 1,
         max: MAX_COUNT,
