@@ -44,6 +44,7 @@ pub struct Exported<P>(PhantomData<P>);
 
 impl<P: Plugin> Guest for Exported<P> {
     fn handle(request: WitRequest) -> WitOutgoing {
+        flush_stdout_on_panic();
         let outgoing = P::handle(request.into()).into();
         flush_stdout();
         outgoing
@@ -61,6 +62,20 @@ impl<P: Plugin> Guest for Exported<P> {
         }));
         returned
     }
+}
+
+/// Makes a panic flush stdout before the instance traps, so what the plugin printed without a
+/// final newline just before it panicked is logged too. Installed once per instance, keeping
+/// std's own hook (which writes the panic message to stderr) after the flush.
+fn flush_stdout_on_panic() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            flush_stdout();
+            report(info);
+        }));
+    });
 }
 
 /// Hands what `print!` left in std's line buffer to the host, which logs it. A plugin is not a

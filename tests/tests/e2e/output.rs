@@ -40,6 +40,28 @@ async fn output_without_a_final_newline_is_logged() {
     .await;
 }
 
+/// What a plugin printed without a newline just before it panicked is logged too: the panic
+/// flushes stdout before the instance traps.
+#[tokio::test]
+async fn output_just_before_a_panic_is_logged() {
+    bounded(async {
+        let host = TestHost::start(&["misbehave"]).await;
+        let reply = get(host.addr, "/misbehave/trap-handle", &[]).await;
+        assert_eq!(reply.status, 500);
+        host.wait_for_log(
+            &[
+                "plugin=misbehave",
+                "path=/misbehave/trap-handle",
+                "stream=stdout",
+                "misbehave: last words",
+            ],
+            LOG_WAIT,
+        )
+        .await;
+    })
+    .await;
+}
+
 /// A request writing 20,000 lines gets its burst and rate logged; the rest are dropped, and a
 /// line says how many, so that logged plus dropped is every line written.
 #[tokio::test]

@@ -9,7 +9,8 @@
 //! Contract breaches, which the host must refuse or contain:
 //!
 //! - `ok`: 200 `ok`.
-//! - `trap-handle`: panics in `handle`; the host answers 500.
+//! - `trap-handle`: prints `misbehave: last words` without a newline, then panics in `handle`;
+//!   the host answers 500 (and logs the words).
 //! - `upgrade-then-trap`: upgrades, then panics in the session once the first bytes arrived.
 //! - `bad-header-name`: a response header named `bad header`.
 //! - `bad-header-value`: a response header value containing `\n`.
@@ -166,7 +167,10 @@ impl Case {
     fn answer(self) -> Outgoing {
         match self {
             Self::Ok => Response::text(200, "ok").into(),
-            Self::TrapHandle => panic!("misbehave: trap in handle, as asked"),
+            Self::TrapHandle => {
+                print!("misbehave: last words");
+                panic!("misbehave: trap in handle, as asked")
+            }
             Self::UpgradeThenTrap
             | Self::UpgradeOnPlain
             | Self::EchoRaw
