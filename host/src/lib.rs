@@ -22,6 +22,9 @@
 //!   stdout/stderr into the log (`guest_log`), and the WIT contract as Rust types ([`bindings`]).
 //! - `plugins`: the plugins folder: one compiled [`plugin`] version, the route table that reloads
 //!   swap ([`registry`]), the `loader` and the `watcher` (hot reload), and the [`sidecar`] file.
+//! - [`topics`]: publish once, deliver to every subscribed connection of the same plugin: the
+//!   backend trait, the in-process registry and each connection's bounded outbox. (The managed
+//!   WebSocket sessions that will use it are the next step.)
 //! - `ratelimit`: at most so many log lines a second for what an attacker can make us log.
 
 pub mod config;
@@ -31,6 +34,7 @@ mod plugins;
 mod ratelimit;
 mod server;
 mod session;
+pub mod topics;
 
 pub use engine::{bindings, cache, runtime};
 pub use http::{admission, gauge};

@@ -1,0 +1,216 @@
+//! A connection's outbound queue: frames waiting to be written to one socket, bounded in bytes
+//! so that a client that reads slower than messages arrive can never grow host memory.
+//!
+//! Publishing never waits: [`Outbox::push`] queues the frame or, when the queue is full, applies
+//! the connection's [`Overflow`] policy at once. The connection's writer task takes everything
+//! queued in one go ([`Outbox::next_batch`]), so a burst of publishes becomes one write.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// What happens to a frame that does not fit in a full outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// The connection is cut off: its writer sees [`Batch::Overflowed`] and closes it (a
+    /// WebSocket with `1008`), so a client that falls behind learns it and can reconnect.
+    Close,
+    /// The frame is dropped and counted; the connection stays.
+    DropMessage,
+}
+
+/// What [`Outbox::push`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued for the writer.
+    Queued,
+    /// Not queued: the outbox was full and its policy drops.
+    Dropped,
+    /// Not queued: the outbox is closed (cut off for falling behind, or the connection ended).
+    Closed,
+}
+
+/// What the writer gets from [`Outbox::next_batch`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// Frames to write, oldest first.
+    Frames(Vec<Bytes>),
+    /// The client fell behind past the limit under [`Overflow::Close`]: close the connection.
+    Overflowed,
+    /// The outbox was closed and everything queued before was handed out: stop writing.
+    Closed,
+}
+
+/// One connection's bounded queue of frames waiting to be written.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer when frames arrive or the outbox closes.
+    ready: Notify,
+    /// Most bytes queued at once.
+    max_bytes: usize,
+    policy: Overflow,
+    /// Frames refused because the outbox was full, for metrics and logs.
+    dropped: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    overflowed: bool,
+    closed: bool,
+}
+
+impl Outbox {
+    /// An empty outbox holding at most `max_bytes` of frames.
+    pub fn new(max_bytes: usize, policy: Overflow) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            max_bytes,
+            policy,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `frame` without waiting. A frame larger than the whole outbox is treated like
+    /// one that does not fit.
+    pub fn push(&self, frame: Bytes) -> Pushed {
+        let mut state = self.lock();
+        if state.closed || state.overflowed {
+            return Pushed::Closed;
+        }
+        if state.bytes.saturating_add(frame.len()) > self.max_bytes {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return match self.policy {
+                Overflow::DropMessage => Pushed::Dropped,
+                Overflow::Close => {
+                    state.overflowed = true;
+                    state.frames.clear();
+                    state.bytes = 0;
+                    drop(state);
+                    self.ready.notify_one();
+                    Pushed::Closed
+                }
+            };
+        }
+        state.bytes += frame.len();
+        state.frames.push_back(frame);
+        drop(state);
+        self.ready.notify_one();
+        Pushed::Queued
+    }
+
+    /// Waits until there is something for the writer, then hands out everything queued.
+    /// Cancel safe: nothing is taken out of the queue until the wait is over.
+    pub async fn next_batch(&self) -> Batch {
+        loop {
+            // Registered before the check, so a push between the check and the wait still
+            // wakes this writer.
+            let notified = self.ready.notified();
+            {
+                let mut state = self.lock();
+                if state.overflowed {
+                    return Batch::Overflowed;
+                }
+                if !state.frames.is_empty() {
+                    state.bytes = 0;
+                    return Batch::Frames(state.frames.drain(..).collect());
+                }
+                if state.closed {
+                    return Batch::Closed;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// No more frames will be accepted; the writer gets what was queued, then
+    /// [`Batch::Closed`].
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Frames refused because the outbox was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the queue inconsistent (every update is
+        // a single push or drain), so a poisoned lock is used as is.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn the_writer_gets_every_queued_frame_in_order_in_one_batch() {
+        let outbox = Outbox::new(100, Overflow::Close);
+        for text in ["a", "b", "c"] {
+            assert_eq!(outbox.push(frame(text)), Pushed::Queued);
+        }
+        assert_eq!(
+            outbox.next_batch().await,
+            Batch::Frames(vec![frame("a"), frame("b"), frame("c")])
+        );
+        outbox.close();
+        assert_eq!(outbox.push(frame("late")), Pushed::Closed);
+        assert_eq!(outbox.next_batch().await, Batch::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_is_woken_by_a_push() {
+        let outbox = std::sync::Arc::new(Outbox::new(100, Overflow::Close));
+        let writer = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.next_batch().await }
+        });
+        tokio::task::yield_now().await;
+        outbox.push(frame("hello"));
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+            .await
+            .expect("the writer was woken")
+            .unwrap();
+        assert_eq!(batch, Batch::Frames(vec![frame("hello")]));
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_cuts_the_connection_off_under_the_close_policy() {
+        let outbox = Outbox::new(4, Overflow::Close);
+        assert_eq!(outbox.push(frame("abc")), Pushed::Queued);
+        assert_eq!(outbox.push(frame("de")), Pushed::Closed);
+        assert_eq!(outbox.push(frame("f")), Pushed::Closed);
+        assert_eq!(outbox.next_batch().await, Batch::Overflowed);
+        assert_eq!(outbox.dropped(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_the_frame_under_the_drop_policy() {
+        let outbox = Outbox::new(4, Overflow::DropMessage);
+        assert_eq!(outbox.push(frame("abc")), Pushed::Queued);
+        assert_eq!(outbox.push(frame("de")), Pushed::Dropped);
+        assert_eq!(outbox.push(frame("f")), Pushed::Queued);
+        assert_eq!(
+            outbox.next_batch().await,
+            Batch::Frames(vec![frame("abc"), frame("f")])
+        );
+        // The written bytes no longer count against the limit.
+        assert_eq!(outbox.push(frame("ghij")), Pushed::Queued);
+        assert_eq!(outbox.dropped(), 1);
+    }
+}
