@@ -117,8 +117,12 @@ impl HostStats {
     }
 }
 
-/// The gauge for plugin `name` in `gauges`, created at zero on first use.
+/// The gauge for plugin `name` in `gauges`, created at zero on first use. Called for every
+/// request, so the name is only copied into the map the first time.
 fn gauge_of(gauges: &Mutex<HashMap<String, Arc<Gauge>>>, name: &str) -> Arc<Gauge> {
     let mut gauges = gauges.lock().unwrap_or_else(|poison| poison.into_inner());
+    if let Some(gauge) = gauges.get(name) {
+        return gauge.clone();
+    }
     gauges.entry(name.to_owned()).or_default().clone()
 }
