@@ -48,10 +48,7 @@ impl TestHost {
     /// Starts a host serving the named built plugins (each as `<name>.wasm`).
     pub async fn start(plugins: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("creating a plugins folder");
-        for name in plugins {
-            std::fs::copy(built_plugin(name), dir.path().join(format!("{name}.wasm")))
-                .expect("copying a built plugin");
-        }
+        copy_built_plugins(dir.path(), plugins);
         Self::start_in(dir).await
     }
 
@@ -66,10 +63,7 @@ impl TestHost {
         let dir = tempfile::tempdir().expect("creating a private folder");
         let folder = dir.path().join("plugins");
         std::fs::create_dir(&folder).expect("creating the plugins folder");
-        for name in plugins {
-            std::fs::copy(built_plugin(name), folder.join(format!("{name}.wasm")))
-                .expect("copying a built plugin");
-        }
+        copy_built_plugins(&folder, plugins);
         Self::start_serving(dir, folder, None).await
     }
 
@@ -81,10 +75,7 @@ impl TestHost {
         limits: Option<Limits>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("creating a plugins folder");
-        for name in plugins {
-            std::fs::copy(built_plugin(name), dir.path().join(format!("{name}.wasm")))
-                .expect("copying a built plugin");
-        }
+        copy_built_plugins(dir.path(), plugins);
         for (name, toml) in sidecars {
             std::fs::write(dir.path().join(format!("{name}.toml")), toml)
                 .expect("writing a sidecar");
@@ -219,6 +210,14 @@ impl TestHost {
     /// `ws://<addr><path>`.
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
+    }
+}
+
+/// Copies the named built plugins into `folder`, each as `<name>.wasm`.
+fn copy_built_plugins(folder: &Path, plugins: &[&str]) {
+    for name in plugins {
+        std::fs::copy(built_plugin(name), folder.join(format!("{name}.wasm")))
+            .expect("copying a built plugin");
     }
 }
 
