@@ -10,11 +10,13 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 /// The workspace's profile for plugins (link-time optimised, stripped).
 const PROFILE: &str = "plugin";
-const PLUGINS: &[&str] = &["hello", "echo", "kv", "misbehave"];
+const PLUGINS: &[&str] = &["hello", "echo", "echo-raw", "chat", "kv", "misbehave"];
 const WATCHED: &[&str] = &[
     "guest-sdk",
     "plugins/hello",
     "plugins/echo",
+    "plugins/echo-raw",
+    "plugins/chat",
     "plugins/kv",
     "tests/plugins",
     "wit",
@@ -52,7 +54,7 @@ fn main() {
 
     let out = target_dir.join(TARGET).join(PROFILE);
     for name in PLUGINS {
-        let wasm = out.join(format!("{name}.wasm"));
+        let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.is_file(), "{} was not built", wasm.display());
     }
     println!("cargo:rustc-env=SWITCHYARD_TEST_PLUGINS={}", out.display());

@@ -31,6 +31,15 @@
 //! both directions. The session lasts until the plugin drops it. For WebSocket,
 //! [`websocket::accept`] answers the handshake and [`websocket::WebSocket`] runs the framing.
 //!
+//! # Managed WebSockets
+//!
+//! For WebSocket the host can run the framing instead: `handle` answers with
+//! [`managed::accept`], and the host calls [`Plugin::on_open`], [`Plugin::on_message`] and
+//! [`Plugin::on_close`] with a [`Connection`] to [`Connection::send`] to, and
+//! [`topics::publish`] reaches every connection subscribed to a topic. Idle connections
+//! hibernate: their instance is dropped and the next event runs on a fresh one, so state an
+//! event needs belongs in the connection's [attachment](Connection::attachment).
+//!
 //! # Layout
 //!
 //! - [`request`]: [`Request`], the request as the client sent it.
@@ -40,6 +49,8 @@
 //! - [`plugin`]: the [`Plugin`] trait and the adapter behind [`export!`].
 //! - [`session`]: [`Session`], the bytes of an upgraded connection, and the [`Transport`] trait.
 //! - [`websocket`]: the WebSocket handshake and a WebSocket over a session.
+//! - [`managed`]: WebSockets the host runs: [`Connection`], [`Message`], the handshake answer.
+//! - [`topics`]: [`topics::publish`] to every subscribed connection.
 //! - `bindings` (hidden): the one `wit_bindgen::generate!` for the `switchyard:plugin` world.
 
 // Lets the generated bindings name this crate by its public path, which is also the path the
@@ -49,17 +60,20 @@ extern crate self as switchyard_sdk;
 #[doc(hidden)]
 pub mod bindings;
 mod headers;
+pub mod managed;
 pub mod outgoing;
 pub mod plugin;
 pub mod request;
 pub mod response;
 pub mod session;
+pub mod topics;
 pub mod upgrade;
 pub mod websocket;
 
 #[cfg(test)]
 mod testing;
 
+pub use managed::{Connection, Message};
 pub use outgoing::Outgoing;
 pub use plugin::Plugin;
 pub use request::Request;

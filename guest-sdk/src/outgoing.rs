@@ -3,6 +3,7 @@
 use crate::bindings::switchyard::plugin::types::{
     Outgoing as WitOutgoing, ProtocolUpgrade as WitUpgrade, Response as WitResponse,
 };
+use crate::managed::WebSocketAccept;
 use crate::{Response, Upgrade};
 
 /// A plugin's answer to a request: a complete response, or a protocol upgrade.
@@ -16,6 +17,24 @@ pub enum Outgoing {
     /// Switch protocols; the host then calls [`Plugin::upgrade`](crate::Plugin::upgrade) on the
     /// same instance.
     Upgrade(Upgrade),
+    /// Hand a WebSocket to the host to run; it then calls the plugin's `on_*` events.
+    WebSocket(WebSocketAccept),
+}
+
+impl From<WebSocketAccept> for Outgoing {
+    fn from(accept: WebSocketAccept) -> Self {
+        Self::WebSocket(accept)
+    }
+}
+
+/// Accepts a managed handshake's result as it is: the WebSocket, or the refusal.
+impl From<Result<WebSocketAccept, Response>> for Outgoing {
+    fn from(result: Result<WebSocketAccept, Response>) -> Self {
+        match result {
+            Ok(accept) => accept.into(),
+            Err(refusal) => refusal.into(),
+        }
+    }
 }
 
 impl From<Response> for Outgoing {
@@ -55,6 +74,7 @@ impl From<Outgoing> for WitOutgoing {
                 let (status, headers) = upgrade.into_parts();
                 WitOutgoing::ProtocolUpgrade(WitUpgrade { status, headers })
             }
+            Outgoing::WebSocket(accept) => WitOutgoing::Websocket(accept.into()),
         }
     }
 }

@@ -3,16 +3,24 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-use crate::bindings::exports::switchyard::plugin::handler::Guest;
-use crate::bindings::switchyard::plugin::types::{Outgoing as WitOutgoing, Request as WitRequest};
+use crate::bindings::exports::switchyard::plugin::events::Guest as EventsGuest;
+use crate::bindings::exports::switchyard::plugin::handler::Guest as HandlerGuest;
+use crate::bindings::switchyard::plugin::types::{
+    Message as WitMessage, Outgoing as WitOutgoing, Request as WitRequest,
+};
 use crate::bindings::wit_stream;
+use crate::managed::{Connection, Message};
 use crate::{Outgoing, Request, Session};
 use wit_bindgen::StreamReader;
 
 /// What a plugin implements; export the type with [`export!`](crate::export).
 ///
 /// Each request gets a fresh instance, so there is no `self`: state lives in the session's
-/// future, or nowhere.
+/// future, in a managed connection's attachment, or nowhere.
+///
+/// A plugin that answers with a managed WebSocket ([`managed::accept`](crate::managed::accept))
+/// implements the `on_*` events; the defaults do nothing. Each event may run on a fresh
+/// instance (see [`managed`](crate::managed) on hibernation).
 pub trait Plugin: 'static {
     /// Answers one request: a complete [`Response`](crate::Response), or an
     /// [`Upgrade`](crate::Upgrade) to another protocol.
@@ -33,6 +41,23 @@ pub trait Plugin: 'static {
             drop(request);
         }
     }
+
+    /// A managed WebSocket is open: the `101` is sent and the accepted topics are joined. Runs
+    /// on the instance that answered `handle`.
+    fn on_open(connection: Connection) {
+        let _ = connection;
+    }
+
+    /// A complete message arrived on a managed WebSocket.
+    fn on_message(connection: Connection, message: Message) {
+        let _ = (connection, message);
+    }
+
+    /// A managed WebSocket has closed with the client's `code` and `reason` (1005: none given;
+    /// 1006: gone without a close frame). It has left its topics and can no longer be sent to.
+    fn on_close(connection: Connection, code: u16, reason: String) {
+        let _ = (connection, code, reason);
+    }
 }
 
 /// Implements the generated `Guest` trait for any [`Plugin`].
@@ -42,7 +67,7 @@ pub trait Plugin: 'static {
 #[doc(hidden)]
 pub struct Exported<P>(PhantomData<P>);
 
-impl<P: Plugin> Guest for Exported<P> {
+impl<P: Plugin> HandlerGuest for Exported<P> {
     fn handle(request: WitRequest) -> WitOutgoing {
         flush_stdout_on_panic();
         let outgoing = P::handle(request.into()).into();
@@ -61,6 +86,26 @@ impl<P: Plugin> Guest for Exported<P> {
             flush_stdout();
         }));
         returned
+    }
+}
+
+impl<P: Plugin> EventsGuest for Exported<P> {
+    fn on_open(connection: u64) {
+        flush_stdout_on_panic();
+        P::on_open(Connection::from_id(connection));
+        flush_stdout();
+    }
+
+    fn on_message(connection: u64, message: WitMessage) {
+        flush_stdout_on_panic();
+        P::on_message(Connection::from_id(connection), message.into());
+        flush_stdout();
+    }
+
+    fn on_close(connection: u64, code: u16, reason: String) {
+        flush_stdout_on_panic();
+        P::on_close(Connection::from_id(connection), code, reason);
+        flush_stdout();
     }
 }
 

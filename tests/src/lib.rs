@@ -22,9 +22,11 @@ pub use host::TestHost;
 /// Longest any single test may run before it fails instead of hanging CI.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The `.wasm` file the build script compiled for plugin crate `name`.
+/// The `.wasm` file the build script compiled for plugin crate `name` (cargo names the file
+/// after the library, with `_` for `-`).
 pub fn built_plugin(name: &str) -> PathBuf {
-    PathBuf::from(env!("SWITCHYARD_TEST_PLUGINS")).join(format!("{name}.wasm"))
+    let library = name.replace('-', "_");
+    PathBuf::from(env!("SWITCHYARD_TEST_PLUGINS")).join(format!("{library}.wasm"))
 }
 
 /// Runs `test` and fails if it takes longer than [`TEST_TIMEOUT`].

@@ -35,7 +35,7 @@ pub struct ProbeReport {
 impl EchoProbe {
     /// Opens the session and starts measuring. The host must serve `echo`.
     pub async fn start(host: &TestHost) -> Self {
-        let (mut socket, _) = connect_async(host.ws_url("/echo"))
+        let (mut socket, _) = connect_async(host.ws_url("/echo-raw"))
             .await
             .expect("the probe's WebSocket handshake");
         let (stop, mut stopped) = oneshot::channel();

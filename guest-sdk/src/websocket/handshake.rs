@@ -40,7 +40,7 @@ pub fn accept(request: &Request) -> Result<Upgrade, Response> {
 /// none at all, the handshake is accepted without one, and the client decides whether that
 /// will do. Refusals are as for [`accept`].
 pub fn accept_with_protocols(request: &Request, supported: &[&str]) -> Result<Upgrade, Response> {
-    let accepted = create_response(&handshake_request(request)).map_err(refusal)?;
+    let accepted = check(request)?;
     let mut upgrade = Upgrade::to("websocket");
     for (name, value) in accepted.headers() {
         // `upgrade` is already set and the host adds `connection` itself.
@@ -52,6 +52,11 @@ pub fn accept_with_protocols(request: &Request, supported: &[&str]) -> Result<Up
         upgrade = upgrade.header(header::SEC_WEBSOCKET_PROTOCOL.as_str(), protocol);
     }
     Ok(upgrade)
+}
+
+/// Runs tungstenite's handshake checks on `request`: its `101` answer, or the refusal to send.
+pub(crate) fn check(request: &Request) -> Result<http::Response<()>, Response> {
+    create_response(&handshake_request(request)).map_err(refusal)
 }
 
 /// The request as tungstenite's handshake sees it: method, HTTP/1.1, the handshake fields.
@@ -89,7 +94,7 @@ fn handshake_request(request: &Request) -> http::Request<()> {
 }
 
 /// The first of `supported` that the client offered.
-fn choose_protocol<'a>(request: &Request, supported: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn choose_protocol<'a>(request: &Request, supported: &[&'a str]) -> Option<&'a str> {
     let offered: Vec<&str> = request
         .header_tokens(header::SEC_WEBSOCKET_PROTOCOL.as_str())
         .collect();

@@ -31,7 +31,7 @@
 //! [`Session`]: crate::Session
 //! [tungstenite]: https://docs.rs/tungstenite
 
-mod handshake;
+pub(crate) mod handshake;
 mod memory;
 mod socket;
 

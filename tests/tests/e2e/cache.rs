@@ -107,7 +107,7 @@ async fn another_plugins_entry_in_its_place_is_not_run() {
     bounded(async {
         let cache = tempfile::tempdir().unwrap();
         let runtime = runtime_with_cache(cache.path());
-        LoadedPlugin::load(&runtime, &built_plugin("echo")).expect("loading echo");
+        LoadedPlugin::load(&runtime, &built_plugin("echo-raw")).expect("loading echo-raw");
         let echo_entry = entries(cache.path()).pop().unwrap();
         assert_eq!(load_and_call(&runtime).await, Origin::Compiled);
         let hello_entry = entries(cache.path())

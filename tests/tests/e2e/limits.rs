@@ -431,8 +431,8 @@ async fn shutdown_drains_then_closes_sessions_with_1001() {
             drain_timeout: Duration::from_millis(300),
             ..Limits::default()
         };
-        let mut host = TestHost::start_configured(&["echo"], &[], Some(limits)).await;
-        let (mut client, _) = connect_async(host.ws_url("/echo")).await.unwrap();
+        let mut host = TestHost::start_configured(&["echo-raw"], &[], Some(limits)).await;
+        let (mut client, _) = connect_async(host.ws_url("/echo-raw")).await.unwrap();
         client.send(Message::text("before")).await.unwrap();
         assert_eq!(
             client.next().await.unwrap().unwrap(),
@@ -472,8 +472,8 @@ async fn shutdown_ends_a_session_whose_client_keeps_sending() {
             drain_timeout: Duration::from_millis(200),
             ..Limits::default()
         };
-        let mut host = TestHost::start_configured(&["echo"], &[], Some(limits)).await;
-        let (client, _) = connect_async(host.ws_url("/echo")).await.unwrap();
+        let mut host = TestHost::start_configured(&["echo-raw"], &[], Some(limits)).await;
+        let (client, _) = connect_async(host.ws_url("/echo-raw")).await.unwrap();
         let (mut sink, mut stream) = client.split();
         let sender = tokio::spawn(async move {
             for _ in 0..MAX_MESSAGES {

@@ -37,8 +37,8 @@ async fn wait_for_status(host: &TestHost, path: &str, status: u16) {
 #[tokio::test]
 async fn replaced_plugin_serves_new_connections_and_keeps_old_sessions() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
-        let (mut old_session, _) = connect_async(host.ws_url("/echo")).await.unwrap();
+        let host = TestHost::start(&["echo-raw"]).await;
+        let (mut old_session, _) = connect_async(host.ws_url("/echo-raw")).await.unwrap();
         old_session.send(Message::text("before")).await.unwrap();
         assert_eq!(
             old_session.next().await.unwrap().unwrap(),
@@ -46,10 +46,10 @@ async fn replaced_plugin_serves_new_connections_and_keeps_old_sessions() {
         );
 
         // The new "version" of echo is the hello plugin: a plain GET tells them apart.
-        assert_eq!(get(host.addr, "/echo", &[]).await.status, 400);
-        host.install_plugin("hello", "echo");
-        wait_for_status(&host, "/echo", 200).await;
-        host.wait_for_log(&["plugin=echo", "plugin reloaded"], RELOAD_WITHIN)
+        assert_eq!(get(host.addr, "/echo-raw", &[]).await.status, 400);
+        host.install_plugin("hello", "echo-raw");
+        wait_for_status(&host, "/echo-raw", 200).await;
+        host.wait_for_log(&["plugin=echo-raw", "plugin reloaded"], RELOAD_WITHIN)
             .await;
 
         old_session.send(Message::text("after")).await.unwrap();
@@ -162,9 +162,9 @@ async fn plugins_folder_swapped_by_rename_serves_the_new_folder() {
 
         let staged = parent.join("plugins.new");
         std::fs::create_dir(&staged).unwrap();
-        std::fs::copy(built_plugin("echo"), staged.join("echo.wasm")).unwrap();
+        std::fs::copy(built_plugin("echo-raw"), staged.join("echo-raw.wasm")).unwrap();
         std::fs::rename(&staged, host.plugins_dir()).unwrap();
-        wait_for_status(&host, "/echo", 400).await;
+        wait_for_status(&host, "/echo-raw", 400).await;
 
         // The old folder is no longer the plugins folder.
         std::fs::copy(built_plugin("kv"), old.join("kv.wasm")).unwrap();
@@ -189,8 +189,8 @@ async fn refused_route_claim_is_granted_when_the_route_frees_up() {
     bounded(async {
         let shared = "route = \"/shared\"";
         let host = TestHost::start_configured(
-            &["echo", "hello"],
-            &[("echo", shared), ("hello", shared)],
+            &["echo-raw", "hello"],
+            &[("echo-raw", shared), ("hello", shared)],
             None,
         )
         .await;
@@ -199,7 +199,7 @@ async fn refused_route_claim_is_granted_when_the_route_frees_up() {
             &[
                 "plugin=hello",
                 "plugin not loaded",
-                "already served by plugin echo",
+                "already served by plugin echo-raw",
             ],
             RELOAD_WITHIN,
         )
@@ -207,15 +207,15 @@ async fn refused_route_claim_is_granted_when_the_route_frees_up() {
         assert_eq!(get(host.addr, "/shared", &[]).await.status, 400);
 
         // The owner moves away: hello takes the route.
-        write_sidecar(&host, "echo", "route = \"/elsewhere\"");
+        write_sidecar(&host, "echo-raw", "route = \"/elsewhere\"");
         wait_for_status(&host, "/shared", 200).await;
         wait_for_status(&host, "/elsewhere", 400).await;
 
         // echo asks for the route back and is refused; when hello goes, echo gets it.
-        write_sidecar(&host, "echo", shared);
+        write_sidecar(&host, "echo-raw", shared);
         host.wait_for_log(
             &[
-                "plugin=echo",
+                "plugin=echo-raw",
                 "plugin not loaded",
                 "already served by plugin hello",
             ],

@@ -14,7 +14,7 @@ use switchyard_tests::{TestHost, bounded};
 type Client = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(host: &TestHost) -> Client {
-    let (client, response) = connect_async(host.ws_url("/echo"))
+    let (client, response) = connect_async(host.ws_url("/echo-raw"))
         .await
         .expect("WebSocket handshake");
     assert_eq!(response.status(), 101);
@@ -34,7 +34,7 @@ async fn next_message(client: &mut Client) -> Message {
 #[tokio::test]
 async fn echoes_text_and_binary() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
+        let host = TestHost::start(&["echo-raw"]).await;
         let mut client = connect(&host).await;
         client
             .send(Message::text("héllo, wörld — 你好 🚂"))
@@ -60,7 +60,7 @@ async fn echoes_text_and_binary() {
 #[tokio::test]
 async fn echoes_a_one_mebibyte_message() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
+        let host = TestHost::start(&["echo-raw"]).await;
         let mut client = connect(&host).await;
         let payload: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
         client.send(Message::binary(payload.clone())).await.unwrap();
@@ -73,7 +73,7 @@ async fn echoes_a_one_mebibyte_message() {
 #[tokio::test]
 async fn answers_ping_with_pong() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
+        let host = TestHost::start(&["echo-raw"]).await;
         let mut client = connect(&host).await;
         client
             .send(Message::Ping(Bytes::from_static(b"are you there")))
@@ -91,7 +91,7 @@ async fn answers_ping_with_pong() {
 #[tokio::test]
 async fn completes_the_close_handshake() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
+        let host = TestHost::start(&["echo-raw"]).await;
         let mut client = connect(&host).await;
         client
             .close(Some(CloseFrame {
@@ -109,7 +109,7 @@ async fn completes_the_close_handshake() {
             "the stream ends after the close handshake"
         );
         host.wait_for_log(
-            &["plugin=echo", "session ended"],
+            &["plugin=echo-raw", "session ended"],
             std::time::Duration::from_secs(5),
         )
         .await;
@@ -121,8 +121,8 @@ async fn completes_the_close_handshake() {
 #[tokio::test]
 async fn negotiates_a_subprotocol() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
-        let mut request = host.ws_url("/echo").into_client_request().unwrap();
+        let host = TestHost::start(&["echo-raw"]).await;
+        let mut request = host.ws_url("/echo-raw").into_client_request().unwrap();
         request
             .headers_mut()
             .insert("sec-websocket-protocol", "chat, echo".parse().unwrap());
@@ -141,7 +141,7 @@ async fn negotiates_a_subprotocol() {
 #[tokio::test]
 async fn concurrent_sessions_are_independent() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
+        let host = TestHost::start(&["echo-raw"]).await;
         let mut clients = Vec::new();
         for _ in 0..20 {
             clients.push(connect(&host).await);
@@ -166,8 +166,8 @@ async fn concurrent_sessions_are_independent() {
 #[tokio::test]
 async fn plain_request_to_websocket_plugin_is_refused_by_the_plugin() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
-        let reply = get(host.addr, "/echo", &[]).await;
+        let host = TestHost::start(&["echo-raw"]).await;
+        let reply = get(host.addr, "/echo-raw", &[]).await;
         assert_eq!(reply.status, 400);
     })
     .await;
@@ -178,10 +178,10 @@ async fn plain_request_to_websocket_plugin_is_refused_by_the_plugin() {
 #[tokio::test]
 async fn accepts_websocket_among_other_offered_protocols() {
     bounded(async {
-        let host = TestHost::start(&["echo"]).await;
+        let host = TestHost::start(&["echo-raw"]).await;
         let mut conn = RawConnection::open(
             host.addr,
-            b"GET /echo HTTP/1.1\r\nhost: t\r\nconnection: keep-alive, Upgrade\r\n\
+            b"GET /echo-raw HTTP/1.1\r\nhost: t\r\nconnection: keep-alive, Upgrade\r\n\
               upgrade: foo/2, WebSocket\r\nsec-websocket-version: 13\r\n\
               sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         )

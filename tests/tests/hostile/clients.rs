@@ -24,7 +24,7 @@ async fn host() -> TestHost {
         header_read_timeout: HEADER_TIMEOUT,
         ..Limits::default()
     };
-    TestHost::start_configured(&["echo", "hello"], &[], Some(limits)).await
+    TestHost::start_configured(&["echo-raw", "hello"], &[], Some(limits)).await
 }
 
 /// Reads until the host closes the connection; fails if it stays open past `within`.
@@ -111,17 +111,17 @@ async fn disconnects_mid_handshake_and_mid_session() {
         under_attack(&host, "disconnects (100 mid-handshake, 100 mid-session)", 100, |_| async {
             let mut stream = TcpStream::connect(host.addr).await.unwrap();
             stream
-                .write_all(b"GET /echo HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+                .write_all(b"GET /echo-raw HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
                 .await
                 .unwrap();
             drop(stream);
-            let (mut client, _) = connect_async(host.ws_url("/echo")).await.unwrap();
+            let (mut client, _) = connect_async(host.ws_url("/echo-raw")).await.unwrap();
             client.send(Message::text("hi")).await.unwrap();
             client.next().await.unwrap().unwrap();
             drop(client);
         })
         .await;
-        host.wait_for_log(&["plugin=echo", "session ended"], SETTLE).await;
+        host.wait_for_log(&["plugin=echo-raw", "session ended"], SETTLE).await;
     })
     .await;
 }
@@ -136,7 +136,7 @@ async fn ten_thousand_session_cycles() {
         const WARM_UP: usize = 500;
         const WORKERS: usize = 8;
         let host = host().await;
-        let url = host.ws_url("/echo");
+        let url = host.ws_url("/echo-raw");
         let cycle = |url: String, count: usize| async move {
             for i in 0..count {
                 let (mut client, _) = connect_async(url.as_str()).await.unwrap();
@@ -188,7 +188,7 @@ async fn stalled_bodies_get_408() {
             body_read_timeout: stall,
             ..Limits::default()
         };
-        let host = TestHost::start_configured(&["echo", "hello"], &[], Some(limits)).await;
+        let host = TestHost::start_configured(&["echo-raw", "hello"], &[], Some(limits)).await;
         under_attack(&host, "stalled bodies (200 connections)", 1, |_| async {
             let mut stalled = Vec::new();
             let started = Instant::now();
@@ -242,7 +242,7 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
             max_connections: Some(MAX),
             ..Limits::default()
         };
-        let host = TestHost::start_configured(&["echo", "hello"], &[], Some(limits)).await;
+        let host = TestHost::start_configured(&["echo-raw", "hello"], &[], Some(limits)).await;
         under_attack(&host, "connection flood (2,000 past a limit of 100)", 1, |_| async {
             // The bystander's session is one of the open connections.
             let mut holders = Vec::new();
