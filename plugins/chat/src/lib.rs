@@ -34,7 +34,8 @@
 //!   UTF-8, `+` for a space): 1 to 32 characters, no control characters, not only spaces, and not
 //!   `server` (in any case), which is reserved for messages posted over HTTP.
 //! - A bad room or name: `400` with a text body saying which rule was broken, before any upgrade.
-//! - `GET /chat/<room>` that is not a WebSocket handshake: `426` (or `400` for a malformed one).
+//! - `GET /chat/<room>?name=<name>` that does not ask for a WebSocket: `426`; a malformed
+//!   handshake: `400` (`426` for a missing or wrong version).
 //! - A `POST` body over 4,096 bytes: `413`; one that is not UTF-8: `400`.
 //! - Another method: `405` with `allow`; a deeper path: `404`.
 //! - On the WebSocket: a binary message closes the connection with `1003` ("chat takes text
@@ -165,6 +166,17 @@ fn join(room: &str, request: &Request) -> Outgoing {
         },
         Err(error) => return bad_input(error).into(),
     };
+    let asks_for_websocket = request
+        .header_tokens("upgrade")
+        .any(|token| token.eq_ignore_ascii_case("websocket"));
+    if !asks_for_websocket {
+        return Response::text(
+            426,
+            "this address is a chat room for WebSocket clients; open /chat in a browser\n",
+        )
+        .header("upgrade", "websocket")
+        .into();
+    }
     managed::accept(request)
         .map(|accept| accept.attachment(member.to_attachment()))
         .into()
