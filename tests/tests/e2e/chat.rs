@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async, connect_async};
 
-use switchyard_host::Limits;
+use switchyard_host::{Limits, PluginLimits};
 use switchyard_tests::client::{Reply, get, send};
 use switchyard_tests::probe::raise_open_file_limit;
 use switchyard_tests::{TestHost, bounded};
@@ -680,9 +680,15 @@ async fn a_thousand_members_all_receive_one_message() {
         raise_open_file_limit();
         // Every member's instance is awake until it hibernates, and several handshakes are in
         // `handle` at once.
-        let mut limits = Limits::default();
-        limits.max_awake_websockets = 1_200;
-        limits.plugin.max_concurrent_requests = CONNECTING_AT_ONCE as u32 * 2;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_awake_websockets: 1_200,
+            plugin: PluginLimits {
+                max_concurrent_requests: CONNECTING_AT_ONCE as u32 * 2,
+                ..defaults.plugin.clone()
+            },
+            ..defaults
+        };
         let host = TestHost::start_configured(&["chat"], &[], Some(limits)).await;
 
         let started = tokio::time::Instant::now();
