@@ -133,7 +133,17 @@ impl Plugin for Chat {
     fn on_close(connection: Connection, _code: u16, _reason: String) {
         // The host has already taken the connection out of the room; the attachment still says
         // which room and who.
-        if let Some(member) = member(connection) {
+        let member = match connection.attachment() {
+            Ok(bytes) => Member::from_attachment(&bytes),
+            Err(error) => {
+                eprintln!(
+                    "chat: cannot tell the room who left: connection {}'s attachment: {error}",
+                    connection.id()
+                );
+                None
+            }
+        };
+        if let Some(member) = member {
             publish(
                 &member.room,
                 Event::Leave {
