@@ -28,8 +28,9 @@
 //! published in between does not reach it.
 //!
 //! Delivery is the host's topics': at most once, in the order messages were published. A member
-//! too slow to take its messages is closed by the host with `1008` once its outbound buffer is
-//! full (sidecar `max_outbound_bytes`), and the room is told it left.
+//! too slow to take its messages is cut off by the host once its outbound buffer is full
+//! (sidecar `max_outbound_bytes`; `1008`, or the TCP connection closes), and the room is told it
+//! left.
 //!
 //! # Rules and refusals
 //!
