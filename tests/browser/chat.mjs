@@ -124,7 +124,7 @@ async function main() {
   const [first, second] = required('CHAT_NAMES').split(',');
   if (!first || !second) throw new Error('CHAT_NAMES must name two people');
   const screenshotDir = required('SCREENSHOT_DIR');
-  const require = createRequire(path.join(required('PLAYWRIGHT_DIR'), 'package.json'));
+  const require = createRequire(path.resolve(required('PLAYWRIGHT_DIR'), 'package.json'));
   const { chromium } = require('playwright-core');
   summary.room = room;
   const textOf = (name) => `hello from ${name}`;
