@@ -2,6 +2,7 @@
 //! script, and real clients (hyper, tokio-tungstenite, raw TCP).
 
 mod cache;
+mod chat;
 mod conformance;
 mod faults;
 mod http;
