@@ -11,6 +11,7 @@ use switchyard_tests::probe::rss_bytes;
 use switchyard_tests::{TestHost, bounded};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
@@ -18,6 +19,9 @@ use super::{ONE_AT_A_TIME, SETTLE, mib, under_attack};
 
 /// Rounds per attack: enough to show slots and memory come back, few enough to stay quick.
 const ROUNDS: usize = 5;
+/// Rounds of the attacks that end within milliseconds (traps, memory): more, so that the
+/// bystanders get some round trips in while they run.
+const QUICK_ROUNDS: usize = 20;
 /// The CPU a single event may use in these tests: short, so the attacks end quickly.
 const EVENT_CPU: &str = "[limits]\nrun_cpu_ms = 200\n";
 /// How long an attacker's connection may take to be closed once its attack started: the CPU
@@ -134,6 +138,30 @@ async fn loop_in_on_message() {
     .await;
 }
 
+/// A connection that uses up its whole CPU budget is closed with `1011`, even below the limit
+/// per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_cpu_budget() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    bounded(async {
+        let host = host_with("[limits]\nsession_cpu_ms = 150\nrun_cpu_ms = 10000\n").await;
+        under_attack(&host, "connection CPU budget", 2, |_| async {
+            closed_after_message(&host, "ws-loop").await;
+        })
+        .await;
+        host.wait_for_log(
+            &[
+                "path=/misbehave/ws-loop",
+                "closed (1011)",
+                "CPU budget is used up",
+            ],
+            SETTLE,
+        )
+        .await;
+    })
+    .await;
+}
+
 /// An endless loop in `on-open` is stopped the same way, before any message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loop_in_on_open() {
@@ -166,7 +194,14 @@ async fn loop_in_on_close() {
                 socket.next().await.expect("an echo").expect("a frame"),
                 Message::text("echo me")
             );
-            socket.close(None).await.expect("sending a close frame");
+            let bye = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            };
+            socket
+                .send(Message::Close(Some(bye)))
+                .await
+                .expect("sending a close frame");
             let ended = read_to_end(&mut socket, CLOSED_WITHIN).await;
             assert_eq!(ended.code, Some(u16::from(CloseCode::Normal)), "{ended:?}");
         })
@@ -184,21 +219,30 @@ async fn traps_in_on_message() {
     let _serial = ONE_AT_A_TIME.lock().await;
     bounded(async {
         let host = host_with("").await;
-        under_attack(&host, "traps in on-message", ROUNDS, |_| async {
+        under_attack(&host, "traps in on-message", QUICK_ROUNDS, |_| async {
             for case in ["ws-panic", "ws-unreachable", "ws-out-of-bounds"] {
                 closed_after_message(&host, case).await;
             }
         })
         .await;
-        for why in [
-            "panic in on-message, as asked",
-            "unreachable",
-            "out of bounds memory access",
+        // The panic's message is the plugin's own stderr line; the others are the trap's.
+        host.wait_for_log(
+            &["path=/misbehave/ws-panic", "panic in on-message, as asked"],
+            SETTLE,
+        )
+        .await;
+        for (case, why) in [
+            ("ws-panic", "unreachable"),
+            ("ws-unreachable", "unreachable"),
+            ("ws-out-of-bounds", "out of bounds memory access"),
         ] {
-            host.wait_for_log(&["plugin=misbehave", why], SETTLE).await;
-        }
-        host.wait_for_log(&["plugin=misbehave", "trapped in on-message"], SETTLE)
+            let path = format!("path=/misbehave/{case}");
+            host.wait_for_log(
+                &[&path, "closed (1011)", "trapped in on-message", why],
+                SETTLE,
+            )
             .await;
+        }
     })
     .await;
 }
@@ -210,9 +254,14 @@ async fn memory_bomb_in_on_message() {
     let _serial = ONE_AT_A_TIME.lock().await;
     bounded(async {
         let host = host_with("[limits]\nmemory_mib = 16\n").await;
-        let report = under_attack(&host, "memory bomb in on-message", ROUNDS, |_| async {
-            closed_after_message(&host, "ws-memory").await;
-        })
+        let report = under_attack(
+            &host,
+            "memory bomb in on-message",
+            QUICK_ROUNDS,
+            |_| async {
+                closed_after_message(&host, "ws-memory").await;
+            },
+        )
         .await;
         host.wait_for_log(&["plugin=misbehave", "memory limit"], SETTLE)
             .await;
@@ -260,7 +309,7 @@ async fn send_flood_to_a_client_that_does_not_read() {
 
 /// `publish` without end to a topic with a subscriber that does not read and one that does:
 /// the publisher is ended by the CPU limit (`1011`), the subscriber that fell behind is cut off
-/// by its outbound buffer's policy (closed by default) and counted, host memory stays flat,
+/// by its outbound buffer's policy (closed by default) and logged, host memory stays flat,
 /// and the bystanders (other plugins) never notice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_flood() {
@@ -312,6 +361,15 @@ async fn publish_flood() {
         .await;
         host.wait_for_log(&["plugin=misbehave", "on-message", "CPU limit"], SETTLE)
             .await;
+        host.wait_for_log(
+            &[
+                "path=/misbehave/ws-subscriber",
+                "cut off",
+                "fell behind past its outbound buffer",
+            ],
+            SETTLE,
+        )
+        .await;
     })
     .await;
 }
