@@ -199,6 +199,20 @@ impl Outbox {
         }
     }
 
+    /// Waits until the outbox is cut off for falling behind (under [`Overflow::Close`]), so a
+    /// writer blocked on a client that does not read can give up. Meant for the writer while
+    /// it writes a batch, when it is not waiting in [`Outbox::next_batch`] (both wait for the
+    /// same wake-up).
+    pub async fn overflowed(&self) {
+        loop {
+            let notified = self.ready.notified();
+            if self.lock().overflowed {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// No more frames will be accepted; the writer gets what was queued, then
     /// [`Batch::Closed`].
     pub fn close(&self) {

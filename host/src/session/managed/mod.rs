@@ -110,8 +110,9 @@ enum End {
     ClientGone(String),
     /// The host failed the connection (`code`, `reason`), e.g. a protocol error.
     Failed { code: u16, reason: String },
-    /// The client fell behind past its outbound buffer.
-    SlowConsumer,
+    /// The client fell behind past its outbound buffer; `clean` when a close frame can still
+    /// be sent (no frame was left half written).
+    SlowConsumer { clean: bool },
     /// The plugin failed; no more events.
     PluginFailed(EventFailure),
     /// The `101` was never handed over.
@@ -254,7 +255,7 @@ fn log_end(end: &End, connection: &Connection, traffic: &Traffic, guest: &Guest)
                 "connection failed by the host ({code} {reason})"
             )
         }
-        End::SlowConsumer => closed!(
+        End::SlowConsumer { .. } => closed!(
             warn,
             code = code::POLICY_VIOLATION,
             "connection cut off: the client fell behind past its outbound buffer (1008)"
@@ -579,7 +580,7 @@ fn writer_stopped(end: &WriterEnd, phase: Phase) -> Phase {
         (WriterEnd::Drained, Phase::Open) => {
             Phase::Done(End::ClientGone("connection ended".to_owned()))
         }
-        (WriterEnd::Overflowed, _) => Phase::Done(End::SlowConsumer),
+        (WriterEnd::Overflowed { clean }, _) => Phase::Done(End::SlowConsumer { clean: *clean }),
         (WriterEnd::Failed(err), _) => Phase::Done(End::ClientGone(format!("write failed: {err}"))),
     }
 }
@@ -602,7 +603,7 @@ async fn finish(
             .ok()
             .map(|(_, writer)| writer),
     };
-    if let (End::SlowConsumer, Some(mut writer)) = (&end, writer) {
+    if let (End::SlowConsumer { clean: true }, Some(mut writer)) = (&end, writer) {
         let mut close = [frames::close_frame(
             code::POLICY_VIOLATION,
             "client too slow",

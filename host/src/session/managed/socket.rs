@@ -102,23 +102,30 @@ fn is_close_frame(bytes: &[u8]) -> bool {
 pub(crate) enum WriterEnd {
     /// The outbox was closed and everything queued before was written.
     Drained,
-    /// The client fell behind past the outbox's limit under the close policy.
-    Overflowed,
+    /// The client fell behind past the outbox's limit under the close policy. `clean` when no
+    /// frame was left half written, so a close frame may still follow.
+    Overflowed { clean: bool },
     /// Writing failed: the client is gone.
     Failed(io::Error),
 }
 
-/// Writes what the outbox hands out until it is closed, cut off, or the socket fails.
+/// Writes what the outbox hands out until it is closed, cut off, or the socket fails. A write
+/// blocked on a client that does not read is abandoned as soon as the outbox is cut off.
 /// Meant to be polled to its end (it is not cancel safe: a batch may be half written).
 pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> WriterEnd {
     loop {
         match outbox.next_batch().await {
             Batch::Frames(mut frames) => {
-                if let Err(err) = write_all(writer, &mut frames).await {
-                    return WriterEnd::Failed(err);
+                tokio::select! {
+                    written = write_all(writer, &mut frames) => {
+                        if let Err(err) = written {
+                            return WriterEnd::Failed(err);
+                        }
+                    }
+                    () = outbox.overflowed() => return WriterEnd::Overflowed { clean: false },
                 }
             }
-            Batch::Overflowed => return WriterEnd::Overflowed,
+            Batch::Overflowed => return WriterEnd::Overflowed { clean: true },
             Batch::Closed => return WriterEnd::Drained,
         }
     }
