@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async, connect_async};
 
-use switchyard_host::Limits;
+use switchyard_host::{Limits, PluginLimits};
 use switchyard_tests::client::{Reply, get, send};
 use switchyard_tests::probe::raise_open_file_limit;
 use switchyard_tests::{TestHost, bounded};
@@ -194,6 +194,24 @@ where
     }
 }
 
+/// Proves nothing else has reached `members` (all in one room): posts a marker to the room and
+/// checks that it is each one's next event. A member's messages are written in the order they
+/// were queued, so anything queued before the marker would come first.
+async fn expect_nothing_more(host: &TestHost, members: &mut [&mut Member]) {
+    let Some(room) = members.first().map(|member| member.room.clone()) else {
+        return;
+    };
+    let marker = format!("nothing else in {room}");
+    post_to_room(host, &room, &marker).await;
+    for member in members {
+        assert_eq!(
+            member.room, room,
+            "expect_nothing_more takes members of one room"
+        );
+        member.expect(&message(&room, "server", &marker)).await;
+    }
+}
+
 impl Member {
     /// Sends a text message.
     async fn say(&mut self, text: &str) {
@@ -214,13 +232,9 @@ impl Member {
         assert_eq!(got, expected, "what {} received", self.name);
     }
 
-    /// Proves nothing else has reached this member: posts a marker to its room and checks
-    /// that the marker is the next event. A member's messages are written in the order they
-    /// were queued, so anything queued before the marker would come first.
+    /// Proves nothing else has reached this member: see [`expect_nothing_more`].
     async fn expect_nothing_more(&mut self, host: &TestHost) {
-        let marker = format!("nothing else for {}", self.name);
-        post_to_room(host, &self.room, &marker).await;
-        self.expect(&message(&self.room, "server", &marker)).await;
+        expect_nothing_more(host, &mut [self]).await;
     }
 
     /// Waits for the close frame the host sends and returns its code and reason; the client
@@ -270,8 +284,7 @@ async fn members_of_a_room_get_every_message_and_other_rooms_nothing() {
             assert_eq!(parsed["text"], tricky);
         }
         // The newcomer never heard of its own join, and the kitchen heard nothing.
-        bob.expect_nothing_more(&host).await;
-        ada.expect_nothing_more(&host).await;
+        expect_nothing_more(&host, &mut [&mut ada, &mut bob]).await;
         cy.expect_nothing_more(&host).await;
     })
     .await;
@@ -459,17 +472,16 @@ fn hibernations(host: &TestHost) -> usize {
         .count()
 }
 
-/// Waits until the host has logged `count` hibernations of chat connections and no chat
-/// instance is alive.
+/// Waits until the host has logged `count` hibernations of chat connections and no managed
+/// WebSocket is awake.
 async fn wait_for_hibernations(host: &TestHost, count: usize) {
     let deadline = tokio::time::Instant::now() + SETTLE_WITHIN;
-    while hibernations(host) < count || host.stats().live_instances() > 0 {
+    while hibernations(host) < count || host.stats().awake_websockets() > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} hibernations logged and {} instances alive after {SETTLE_WITHIN:?}; log:\n{}",
+            "{} hibernations logged and {} connections awake after {SETTLE_WITHIN:?}",
             hibernations(host),
-            host.stats().live_instances(),
-            host.log_lines().join("\n")
+            host.stats().awake_websockets(),
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -538,10 +550,15 @@ async fn read_in_order<S>(
 
 /// Waits until `count` reaches `at_least`.
 async fn wait_for_count(count: &mut watch::Receiver<usize>, at_least: usize, whose: &str) {
-    tokio::time::timeout(EVENT_TIMEOUT, count.wait_for(|n| *n >= at_least))
-        .await
-        .unwrap_or_else(|_| panic!("{whose} had {} of {at_least} messages", *count.borrow()))
-        .expect("the reader ended early");
+    let reached = tokio::time::timeout(EVENT_TIMEOUT, async {
+        count.wait_for(|n| *n >= at_least).await.map(drop)
+    })
+    .await;
+    match reached {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => panic!("{whose}'s reader ended early"),
+        Err(_) => panic!("{whose} had {} of {at_least} messages", *count.borrow()),
+    }
 }
 
 /// A member that stops reading is cut off once its outbound buffer is full, the rest of the room
@@ -573,12 +590,12 @@ async fn a_slow_member_is_cut_off_and_the_others_get_everything() {
         let (mut to_room, ada_frames) = ada.socket.split();
         let mut readers = Vec::new();
         let mut counts = Vec::new();
-        let mut slow_left = None;
+        let mut told_left = Vec::new();
         for (name, frames) in [("ada", ada_frames.boxed()), ("bob", bob.socket.boxed())] {
             let (count, count_rx) = watch::channel(0);
             let (left_tx, left_rx) = watch::channel(false);
             counts.push((name, count_rx));
-            slow_left.get_or_insert(left_rx);
+            told_left.push((name, left_rx));
             let task = read_in_order(
                 frames,
                 name.to_owned(),
@@ -589,10 +606,14 @@ async fn a_slow_member_is_cut_off_and_the_others_get_everything() {
             );
             readers.push(tokio::spawn(task));
         }
-        let slow_left = slow_left.expect("a reader");
 
+        let cut_off = |host: &TestHost| {
+            host.log_lines()
+                .iter()
+                .any(|line| line.contains("name=slow") && line.contains("connection cut off"))
+        };
         let mut sent = 0;
-        while !*slow_left.borrow() {
+        while !cut_off(&host) {
             assert!(
                 sent < MAX_MESSAGES,
                 "the slow member was not cut off after {sent} messages"
@@ -613,6 +634,14 @@ async fn a_slow_member_is_cut_off_and_the_others_get_everything() {
         }
         for (name, count) in &counts {
             assert_eq!(*count.borrow(), sent, "{name} missed messages");
+        }
+        // The host ran `on_close` before it logged the cut-off, so the leave was queued
+        // before Ada's last message.
+        for (name, left) in &told_left {
+            assert!(
+                *left.borrow(),
+                "{name} was not told that the slow member left"
+            );
         }
 
         // The slow member gets what was already on its way, then the host's close frame or the
@@ -649,14 +678,18 @@ async fn a_thousand_members_all_receive_one_message() {
         /// Handshakes in flight at once.
         const CONNECTING_AT_ONCE: usize = 16;
         raise_open_file_limit();
-        let mut limits = Limits::default();
-        limits.max_sessions = 1_200;
-        limits.plugin.max_sessions = 1_200;
-        limits.plugin.max_concurrent_requests = CONNECTING_AT_ONCE as u32 * 2;
-        // Every join is told to everyone already there: about half a million small messages
-        // while the room fills; a generous buffer keeps a member that reads a bit late in.
-        let sidecar = "[limits]\nmax_outbound_bytes = 1048576\n";
-        let host = TestHost::start_configured(&["chat"], &[("chat", sidecar)], Some(limits)).await;
+        // Every member's instance is awake until it hibernates, and several handshakes are in
+        // `handle` at once.
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_awake_websockets: 1_200,
+            plugin: PluginLimits {
+                max_concurrent_requests: CONNECTING_AT_ONCE as u32 * 2,
+                ..defaults.plugin.clone()
+            },
+            ..defaults
+        };
+        let host = TestHost::start_configured(&["chat"], &[], Some(limits)).await;
 
         let started = tokio::time::Instant::now();
         let (events, mut arrivals) = mpsc::unbounded_channel::<(usize, bool)>();
