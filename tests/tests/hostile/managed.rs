@@ -33,6 +33,8 @@ const PLUGIN_FAILED: u16 = 1011;
 /// The close code for a subscriber that fell behind past its outbound buffer (with the default
 /// `overflow = "close"`): RFC 6455's "policy violation".
 const FELL_BEHIND: u16 = 1008;
+/// How soon an idle connection hibernates in the tests that wake one.
+const HIBERNATE_AFTER_MS: u64 = 100;
 /// How long a flooded client stops reading, to let every buffer fill.
 const NOT_READING: Duration = Duration::from_millis(700);
 /// How much host memory a flood may add while its client does not read: the outbound buffer
@@ -121,6 +123,25 @@ async fn closed_after_message(host: &TestHost, case: &str) -> Ended {
     let ended = read_to_end(&mut socket, CLOSED_WITHIN).await;
     assert_eq!(ended.code, Some(PLUGIN_FAILED), "{case}: {ended:?}");
     ended
+}
+
+/// Waits until a connection to `case` opened after the host's first `since` log lines has
+/// hibernated (its log says so; the bystander `echo` keeps the host's awake count above zero).
+async fn hibernated(host: &TestHost, case: &str, since: usize) {
+    let path = format!("path=/misbehave/{case}");
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    while !host
+        .log_lines()
+        .iter()
+        .skip(since)
+        .any(|line| line.contains(&path) && line.contains("hibernating"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{case} did not hibernate within {SETTLE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// An endless loop in `on-message` is stopped by the CPU limit: `1011`, and the log says so.
@@ -251,6 +272,45 @@ async fn traps_in_on_message() {
             )
             .await;
         }
+    })
+    .await;
+}
+
+/// The same traps on a connection that hibernated first: the woken instance finds the case in
+/// the attachment, traps, and the connection is closed with `1011` all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_after_hibernation() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    bounded(async {
+        let host = host_with(&format!(
+            "[limits]\nhibernate_after_ms = {HIBERNATE_AFTER_MS}\n"
+        ))
+        .await;
+        under_attack(&host, "traps after hibernation", ROUNDS, |_| async {
+            for case in ["ws-panic", "ws-unreachable", "ws-out-of-bounds"] {
+                let since = host.log_lines().len();
+                let mut socket = open(&host, case).await;
+                hibernated(&host, case, since).await;
+                socket.send(Message::text("go")).await.unwrap();
+                let ended = read_to_end(&mut socket, CLOSED_WITHIN).await;
+                assert_eq!(ended.code, Some(PLUGIN_FAILED), "{case}: {ended:?}");
+            }
+        })
+        .await;
+        host.wait_for_log(
+            &["path=/misbehave/ws-out-of-bounds", "woke from hibernation"],
+            SETTLE,
+        )
+        .await;
+        host.wait_for_log(
+            &[
+                "path=/misbehave/ws-out-of-bounds",
+                "trapped in on-message",
+                "out of bounds memory access",
+            ],
+            SETTLE,
+        )
+        .await;
     })
     .await;
 }
