@@ -24,8 +24,9 @@
 //!   someone joins (not to the one who joins);
 //! - `{"type":"leave","room":"<room>","from":"<name>"}`: to the remaining members when one goes.
 //!
-//! Delivery is the host's topics': at most once, in the order messages were published; a member
-//! too slow to take its messages loses them or is cut off, as the host's settings say.
+//! Delivery is the host's topics': at most once, in the order messages were published. A member
+//! too slow to take its messages is closed by the host with `1008` once its outbound buffer is
+//! full (sidecar `max_outbound_bytes`), and the room is told it left.
 //!
 //! # Rules and refusals
 //!

@@ -812,6 +812,8 @@ async fn after_a_reload_live_members_keep_their_version_until_they_hibernate() {
         wait_for_hibernations(&host, 2).await;
         ada.say("now echo").await;
         ada.expect("now echo").await;
+        host.wait_for_log(&["name=ada", "woke on a new version"], SETTLE_WITHIN)
+            .await;
         bob.say("me too").await;
         bob.expect("me too").await;
     })
