@@ -44,12 +44,16 @@ const summary = {
   room: null,
   pages: {},
   screenshots: {},
+  failureScreenshots: {},
   pageErrors: [],
   consoleErrors: [],
   elapsedMs: 0,
 };
 const started = Date.now();
 let browser = null;
+/** The pages still open, by name, for a screenshot if a step fails. */
+const openPages = new Map();
+let screenshotDir = null;
 
 function report(code) {
   summary.elapsedMs = Date.now() - started;
@@ -107,6 +111,8 @@ async function openPage(name, url) {
   page.on('console', (message) => {
     if (message.type() === 'error') summary.consoleErrors.push(`${name}: ${message.text()}`);
   });
+  openPages.set(name, page);
+  page.on('close', () => openPages.delete(name));
   await page.goto(url, { timeout: STEP_TIMEOUT_MS });
   return { context, page };
 }
@@ -123,7 +129,7 @@ async function main() {
   const room = required('CHAT_ROOM');
   const [first, second] = required('CHAT_NAMES').split(',');
   if (!first || !second) throw new Error('CHAT_NAMES must name two people');
-  const screenshotDir = required('SCREENSHOT_DIR');
+  screenshotDir = required('SCREENSHOT_DIR');
   const require = createRequire(path.resolve(required('PLAYWRIGHT_DIR'), 'package.json'));
   const { chromium } = require('playwright-core');
   summary.room = room;
@@ -186,6 +192,17 @@ try {
   await main();
 } catch (error) {
   summary.error = String(error?.message ?? error);
+  // What each open page showed when the step failed, to see why.
+  for (const [name, page] of openPages) {
+    const file = path.join(screenshotDir ?? '.', `chat-${name}-failed.png`);
+    try {
+      summary.pages[name] ??= await pageState(page);
+      await page.screenshot({ path: file, fullPage: true, timeout: STEP_TIMEOUT_MS });
+      summary.failureScreenshots[name] = file;
+    } catch {
+      // The failure itself is what matters; a page that cannot be captured adds nothing.
+    }
+  }
 } finally {
   await browser?.close().catch(() => {});
 }
