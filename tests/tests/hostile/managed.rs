@@ -215,8 +215,14 @@ async fn loop_in_on_open() {
 async fn loop_in_on_close() {
     let _serial = ONE_AT_A_TIME.lock().await;
     bounded(async {
-        let host = host_with(EVENT_CPU).await;
-        under_attack(&host, "loop in on-close", ROUNDS, |_| async {
+        let host = &host_with(EVENT_CPU).await;
+        let cut_off = &|| {
+            host.log_lines()
+                .iter()
+                .filter(|line| line.contains("on-close") && line.contains("CPU limit"))
+                .count()
+        };
+        under_attack(host, "loop in on-close", ROUNDS, |round| async move {
             let mut socket = open(&host, "ws-loop-close").await;
             socket.send(Message::text("echo me")).await.unwrap();
             assert_eq!(
@@ -233,10 +239,23 @@ async fn loop_in_on_close() {
                 .expect("sending a close frame");
             let ended = read_to_end(&mut socket, CLOSED_WITHIN).await;
             assert_eq!(ended.code, Some(u16::from(CloseCode::Normal)), "{ended:?}");
+            // One loop at a time, like the other attacks: this round ends when the host has
+            // cut its loop off, which the client cannot see.
+            let deadline = tokio::time::Instant::now() + CLOSED_WITHIN;
+            while cut_off() <= round {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the loop in on-close of round {round} was not cut off"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         })
         .await;
-        host.wait_for_log(&["plugin=misbehave", "on-close", "CPU limit"], SETTLE)
-            .await;
+        host.wait_for_log(
+            &["path=/misbehave/ws-loop-close", "on-close", "CPU limit"],
+            SETTLE,
+        )
+        .await;
     })
     .await;
 }
