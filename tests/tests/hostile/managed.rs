@@ -223,7 +223,7 @@ async fn loop_in_on_close() {
                 .count()
         };
         under_attack(host, "loop in on-close", ROUNDS, |round| async move {
-            let mut socket = open(&host, "ws-loop-close").await;
+            let mut socket = open(host, "ws-loop-close").await;
             socket.send(Message::text("echo me")).await.unwrap();
             assert_eq!(
                 socket.next().await.expect("an echo").expect("a frame"),
