@@ -142,6 +142,7 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
         instance,
         awake_slot,
         scope.clone(),
+        connection.clone(),
         hooks.wake.clone(),
     );
     let mut traffic = Traffic {
@@ -383,10 +384,11 @@ impl Session<'_> {
                 }
                 // Cancel safety: `WebSocketStream::next` keeps partial frames (documented).
                 received = ws.next() => {
-                    clock.last_received = Instant::now();
+                    let now = Instant::now();
+                    clock.last_received = now;
                     clock.pinged = false;
                     phase = match phase {
-                        Phase::Open => on_received(received, &mut ws, guest, id, traffic, &mut clock).await,
+                        Phase::Open => on_received(received, &mut ws, guest, id, traffic, &mut clock, now).await,
                         Phase::Closing { how, deadline } => closing_received(received, how, deadline, &mut ws),
                         done @ Phase::Done(_) => done,
                     };
@@ -467,6 +469,7 @@ async fn on_received(
     id: u64,
     traffic: &mut Traffic,
     clock: &mut Clock,
+    now: Instant,
 ) -> Phase {
     let message = match received {
         Some(Ok(WsMessage::Text(text))) => Message::Text(text.as_str().to_owned()),
@@ -484,7 +487,7 @@ async fn on_received(
         None => return Phase::Done(End::ClientGone("connection ended".to_owned())),
     };
     traffic.messages_in += 1;
-    clock.last_event = Instant::now();
+    clock.last_event = now;
     match guest.on_message(id, &message).await {
         Ok(()) => Phase::Open,
         Err(failure) => fail_plugin(ws, failure).await,
@@ -604,10 +607,10 @@ async fn finish(
             .map(|(_, writer)| writer),
     };
     if let (End::SlowConsumer { clean: true }, Some(mut writer)) = (&end, writer) {
-        let mut close = [frames::close_frame(
+        let mut close = std::collections::VecDeque::from([frames::close_frame(
             code::POLICY_VIOLATION,
             "client too slow",
-        )];
+        )]);
         let _ =
             tokio::time::timeout(FLUSH_TIMEOUT, socket::write_all(&mut writer, &mut close)).await;
     }

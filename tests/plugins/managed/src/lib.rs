@@ -20,7 +20,8 @@
 //! | `close:<code>:<reason>` | closes the connection | `error:<e>` if refused |
 //! | `trap` / `loop` | panics / loops forever | |
 //!
-//! `on-close` publishes `closed:<id>:<code>:<reason>` to the topic `closed`.
+//! `on-close` publishes `closed:<id>:<code>:<reason>:<attachment>:<what send answered>` to the
+//! topic `closed`.
 //! `POST /<route>/publish/<t>` publishes its body as text (`202`); `POST /<route>/send/<id>`
 //! sends it to that connection (`202`); a refusal is `409` with `error:<e>`.
 
@@ -80,9 +81,20 @@ impl Plugin for Managed {
     }
 
     fn on_close(connection: Connection, code: u16, reason: String) {
+        // The attachment is still readable here (to say who left); sending is not.
+        let attachment = connection.attachment().unwrap_or_default();
+        let sent = connection
+            .send("too late")
+            .err()
+            .map(error)
+            .unwrap_or_default();
         let _ = topics::publish(
             "closed",
-            format!("closed:{}:{code}:{reason}", connection.id()),
+            format!(
+                "closed:{}:{code}:{reason}:{}:{sent}",
+                connection.id(),
+                String::from_utf8_lossy(&attachment)
+            ),
         );
     }
 }

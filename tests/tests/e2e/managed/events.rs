@@ -16,13 +16,14 @@ use switchyard_tests::{TestHost, bounded};
 use super::{LOG_WAIT, ask, closed_with, next_message, open, text};
 
 /// `on-close` gets the client's close code and reason, after the connection left its topics;
-/// the plugin reports it on the topic `closed`.
+/// it can still read the attachment but no longer send. The plugin reports it all on the topic
+/// `closed`.
 #[tokio::test]
 async fn on_close_gets_the_clients_code_and_reason() {
     bounded(async {
         let host = TestHost::start(&["managed"]).await;
         let (mut watcher, _) = open(&host, "/managed?topic=closed").await;
-        let (mut leaving, id) = open(&host, "/managed").await;
+        let (mut leaving, id) = open(&host, "/managed?attach=alice").await;
         leaving
             .close(Some(CloseFrame {
                 code: CloseCode::Library(4001),
@@ -32,12 +33,15 @@ async fn on_close_gets_the_clients_code_and_reason() {
             .unwrap();
         assert_eq!(
             text(&mut watcher).await,
-            format!("closed:{id}:4001:see you")
+            format!("closed:{id}:4001:see you:alice:error:unknown-connection")
         );
         // A client that just vanishes is reported as 1006.
         let (vanishing, id) = open(&host, "/managed").await;
         drop(vanishing);
-        assert_eq!(text(&mut watcher).await, format!("closed:{id}:1006:"));
+        assert_eq!(
+            text(&mut watcher).await,
+            format!("closed:{id}:1006:::error:unknown-connection")
+        );
         host.wait_for_log(&["plugin=managed", "client went away"], LOG_WAIT)
             .await;
     })
@@ -73,7 +77,7 @@ async fn the_plugin_closes_a_connection() {
         assert!(futures_util::StreamExt::next(&mut client).await.is_none());
         assert_eq!(
             text(&mut watcher).await,
-            format!("closed:{id}:4000:done here")
+            format!("closed:{id}:4000:done here::error:unknown-connection")
         );
         host.wait_for_log(
             &["connection closed by the host or plugin (4000", "answered"],
