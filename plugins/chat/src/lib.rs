@@ -24,6 +24,9 @@
 //!   someone joins (not to the one who joins);
 //! - `{"type":"leave","room":"<room>","from":"<name>"}`: to the remaining members when one goes.
 //!
+//! A member is in the room once its `on_open` has run, a moment after the `101`; what is
+//! published in between does not reach it.
+//!
 //! Delivery is the host's topics': at most once, in the order messages were published. A member
 //! too slow to take its messages is closed by the host with `1008` once its outbound buffer is
 //! full (sidecar `max_outbound_bytes`), and the room is told it left.
@@ -133,7 +136,17 @@ impl Plugin for Chat {
     fn on_close(connection: Connection, _code: u16, _reason: String) {
         // The host has already taken the connection out of the room; the attachment still says
         // which room and who.
-        if let Some(member) = member(connection) {
+        let member = match connection.attachment() {
+            Ok(bytes) => Member::from_attachment(&bytes),
+            Err(error) => {
+                eprintln!(
+                    "chat: cannot tell the room who left: connection {}'s attachment: {error}",
+                    connection.id()
+                );
+                None
+            }
+        };
+        if let Some(member) = member {
             publish(
                 &member.room,
                 Event::Leave {
