@@ -136,16 +136,20 @@ impl TestHost {
         &self.stats
     }
 
-    /// Waits until no plugin instance or session is alive any more, failing after `within`:
-    /// every slot an attack took must come back.
+    /// Waits until no plugin instance, session or managed WebSocket is alive any more, failing
+    /// after `within`: every slot an attack took must come back.
     pub async fn wait_until_idle(&self, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
-        while self.stats.live_instances() > 0 || self.stats.live_sessions() > 0 {
+        while self.stats.live_instances() > 0
+            || self.stats.live_sessions() > 0
+            || self.stats.live_websockets() > 0
+        {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "still live after {within:?}: {} instances, {} sessions",
+                "still live after {within:?}: {} instances, {} sessions, {} managed WebSockets",
                 self.stats.live_instances(),
-                self.stats.live_sessions()
+                self.stats.live_sessions(),
+                self.stats.live_websockets()
             );
             tokio::time::sleep(LOG_POLL_INTERVAL).await;
         }

@@ -1,6 +1,10 @@
-//! Measuring the host while it is attacked: [`EchoProbe`] keeps one WebSocket session to the
-//! `echo` plugin round-tripping small messages and records every round trip, and [`rss_bytes`]
+//! Measuring the host while it is attacked: [`EchoProbe`] keeps one WebSocket session to an
+//! echo plugin round-tripping small messages and records every round trip, and [`rss_bytes`]
 //! reads this process's resident memory (the host runs in the test process).
+//!
+//! Both kinds of WebSocket the host serves can be watched: [`MANAGED_ECHO`] (the host runs the
+//! framing and calls the plugin per message) and [`RAW_ECHO`] (the plugin frames the bytes of
+//! an upgraded connection itself).
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +19,14 @@ use crate::TestHost;
 /// Pause between the probe's round trips.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A WebSocket session to `/echo` that round-trips a message every [`PROBE_INTERVAL`].
+/// The managed-WebSocket echo: plugin `echo`, served at this path.
+pub const MANAGED_ECHO: &str = "/echo";
+/// The in-guest WebSocket echo on a raw upgrade: plugin `echo-raw`, served at this path.
+pub const RAW_ECHO: &str = "/echo-raw";
+
+/// A WebSocket session to an echo that round-trips a message every [`PROBE_INTERVAL`].
 pub struct EchoProbe {
+    path: &'static str,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Vec<Duration>>,
 }
@@ -24,6 +34,8 @@ pub struct EchoProbe {
 /// What the probe saw.
 #[derive(Debug)]
 pub struct ProbeReport {
+    /// The echo's path ([`MANAGED_ECHO`] or [`RAW_ECHO`]).
+    pub path: &'static str,
     /// Round trips completed.
     pub round_trips: usize,
     /// The slowest round trip.
@@ -33,11 +45,11 @@ pub struct ProbeReport {
 }
 
 impl EchoProbe {
-    /// Opens the session and starts measuring. The host must serve `echo`.
-    pub async fn start(host: &TestHost) -> Self {
-        let (mut socket, _) = connect_async(host.ws_url("/echo-raw"))
+    /// Opens a session to the echo at `path` and starts measuring. The host must serve it.
+    pub async fn start(host: &TestHost, path: &'static str) -> Self {
+        let (mut socket, _) = connect_async(host.ws_url(path))
             .await
-            .expect("the probe's WebSocket handshake");
+            .unwrap_or_else(|err| panic!("the probe's WebSocket handshake to {path}: {err}"));
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut round_trips = Vec::new();
@@ -50,28 +62,37 @@ impl EchoProbe {
                 socket
                     .send(Message::text(text.clone()))
                     .await
-                    .expect("probe send");
+                    .unwrap_or_else(|err| panic!("the {path} probe's send: {err}"));
                 let echoed = socket
                     .next()
                     .await
-                    .expect("the probe's session stayed open")
-                    .expect("a valid frame");
+                    .unwrap_or_else(|| panic!("the {path} probe's session closed"))
+                    .unwrap_or_else(|err| panic!("the {path} probe read no valid frame: {err}"));
                 round_trips.push(sent.elapsed());
-                assert_eq!(echoed, Message::text(text), "the probe got a wrong echo");
+                assert_eq!(
+                    echoed,
+                    Message::text(text),
+                    "the {path} probe got a wrong echo"
+                );
                 tokio::time::sleep(PROBE_INTERVAL).await;
             }
             round_trips
         });
-        Self { stop, task }
+        Self { path, stop, task }
     }
 
     /// Stops measuring and reports.
     pub async fn finish(self) -> ProbeReport {
         let _ = self.stop.send(());
+        let path = self.path;
         let mut round_trips = self.task.await.expect("the probe task panicked");
-        assert!(!round_trips.is_empty(), "the probe completed no round trip");
+        assert!(
+            !round_trips.is_empty(),
+            "the {path} probe completed no round trip"
+        );
         round_trips.sort();
         ProbeReport {
+            path,
             round_trips: round_trips.len(),
             worst: *round_trips.last().expect("not empty"),
             median: round_trips[round_trips.len() / 2],

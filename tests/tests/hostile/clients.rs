@@ -24,7 +24,7 @@ async fn host() -> TestHost {
         header_read_timeout: HEADER_TIMEOUT,
         ..Limits::default()
     };
-    TestHost::start_configured(&["echo-raw", "hello"], &[], Some(limits)).await
+    TestHost::start_configured(&["echo", "echo-raw", "hello"], &[], Some(limits)).await
 }
 
 /// Reads until the host closes the connection; fails if it stays open past `within`.
@@ -188,7 +188,8 @@ async fn stalled_bodies_get_408() {
             body_read_timeout: stall,
             ..Limits::default()
         };
-        let host = TestHost::start_configured(&["echo-raw", "hello"], &[], Some(limits)).await;
+        let host =
+            TestHost::start_configured(&["echo", "echo-raw", "hello"], &[], Some(limits)).await;
         under_attack(&host, "stalled bodies (200 connections)", 1, |_| async {
             let mut stalled = Vec::new();
             let started = Instant::now();
@@ -242,7 +243,7 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
             max_connections: Some(MAX),
             ..Limits::default()
         };
-        let host = TestHost::start_configured(&["echo-raw", "hello"], &[], Some(limits)).await;
+        let host = TestHost::start_configured(&["echo", "echo-raw", "hello"], &[], Some(limits)).await;
         under_attack(&host, "connection flood (2,000 past a limit of 100)", 1, |_| async {
             // The bystander's session is one of the open connections.
             let mut holders = Vec::new();

@@ -1,20 +1,22 @@
 //! Hostile-plugin and hostile-client suites: real attacks on the real host, each run several
-//! times, with an `echo` session measuring round trips during the attack and the host's slots
-//! and memory checked afterwards. Figures are printed (run with `--nocapture` to see them).
+//! times, with two bystander sessions measuring round trips during the attack (one to the
+//! managed-WebSocket `echo`, one to the in-guest `echo-raw`) and the host's slots and memory
+//! checked afterwards. Figures are printed (run with `--nocapture` to see them).
 //!
 //! A binary of its own, and its tests one at a time, because the memory figures are this
 //! process's RSS: tests running side by side would blur them.
 
 mod clients;
+mod managed;
 mod plugins;
 
 use std::future::Future;
 use std::time::Duration;
 
 use switchyard_tests::TestHost;
-use switchyard_tests::probe::{EchoProbe, ProbeReport, rss_bytes};
+use switchyard_tests::probe::{EchoProbe, MANAGED_ECHO, ProbeReport, RAW_ECHO, rss_bytes};
 
-/// The slowest round trip the bystander `echo` session may see during an attack. Round trips
+/// The slowest round trip a bystander session may see during an attack. Round trips
 /// are normally well under a millisecond; this bound leaves room for a loaded 2-core CI
 /// machine while still catching a host that stalls (a guest holding a worker would add whole
 /// seconds).
@@ -28,46 +30,57 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// What an attack did to the host.
 #[derive(Debug)]
 struct AttackReport {
-    bystander: ProbeReport,
+    /// The managed and the raw echo session, in that order.
+    bystanders: [ProbeReport; 2],
     rss_before: u64,
     rss_after: u64,
 }
 
-/// Runs `attack` `rounds` times against `host` (which must serve `echo`) while a bystander
-/// echo session measures round trips; then checks that every slot came back, and prints and
-/// returns the figures.
+/// Runs `attack` `rounds` times against `host` (which must serve `echo` and `echo-raw`) while a
+/// managed and a raw echo session measure round trips; then checks that every slot came back,
+/// and prints and returns the figures.
 async fn under_attack<F, Fut>(host: &TestHost, name: &str, rounds: usize, attack: F) -> AttackReport
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = ()>,
 {
     let rss_before = rss_bytes();
-    let probe = EchoProbe::start(host).await;
+    let managed = EchoProbe::start(host, MANAGED_ECHO).await;
+    let raw = EchoProbe::start(host, RAW_ECHO).await;
     for round in 0..rounds {
         attack(round).await;
     }
-    let bystander = probe.finish().await;
+    let bystanders = [managed.finish().await, raw.finish().await];
     host.wait_until_idle(SETTLE).await;
     let rss_after = rss_bytes();
     let report = AttackReport {
-        bystander,
+        bystanders,
         rss_before,
         rss_after,
     };
+    let watched: Vec<String> = report
+        .bystanders
+        .iter()
+        .map(|probe| {
+            format!(
+                "{} {} round trips, median {:?}, worst {:?}",
+                probe.path, probe.round_trips, probe.median, probe.worst
+            )
+        })
+        .collect();
     println!(
-        "attack {name}: {rounds} rounds; bystander echo {} round trips, median {:?}, worst {:?}; \
-         RSS before {:.1} MiB, after {:.1} MiB",
-        report.bystander.round_trips,
-        report.bystander.median,
-        report.bystander.worst,
+        "attack {name}: {rounds} rounds; bystanders {}; RSS before {:.1} MiB, after {:.1} MiB",
+        watched.join("; "),
         mib(report.rss_before),
         mib(report.rss_after),
     );
-    assert!(
-        report.bystander.worst < BYSTANDER_WORST_RTT,
-        "the bystander session stalled during {name}: {:?}",
-        report.bystander
-    );
+    for probe in &report.bystanders {
+        assert!(
+            probe.worst < BYSTANDER_WORST_RTT,
+            "the bystander session to {} stalled during {name}: {probe:?}",
+            probe.path
+        );
+    }
     report
 }
 

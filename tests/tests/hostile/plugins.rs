@@ -20,7 +20,12 @@ use super::{ONE_AT_A_TIME, SETTLE, mib, under_attack};
 const ROUNDS: usize = 5;
 
 async fn host_with(sidecar: &str) -> TestHost {
-    TestHost::start_configured(&["misbehave", "echo-raw"], &[("misbehave", sidecar)], None).await
+    TestHost::start_configured(
+        &["misbehave", "echo", "echo-raw"],
+        &[("misbehave", sidecar)],
+        None,
+    )
+    .await
 }
 
 /// Opens an upgraded session to `case` and waits until the host closes it.
@@ -315,7 +320,7 @@ async fn cpu_bound_handles_do_not_starve_other_plugins() {
     let _serial = ONE_AT_A_TIME.lock().await;
     switchyard_tests::probe::raise_open_file_limit();
     bounded(async {
-        let host = TestHost::start(&["misbehave", "echo-raw", "hello"]).await;
+        let host = TestHost::start(&["misbehave", "echo", "echo-raw", "hello"]).await;
         let deadline = switchyard_host::PluginLimits::default().handle_timeout;
         let hello = HelloProbe::connect(&host).await;
         let mut baseline = Vec::new();

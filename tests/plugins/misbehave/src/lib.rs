@@ -45,14 +45,36 @@
 //!   answers 200 with one line per attempt.
 //! - `sleep-session`: upgrades, writes `idle\n`, then echoes like `echo-raw`.
 //! - `slow-handle`: sleeps about 200 ms on the clock (not spinning), then 200 `slept`.
+//!
+//! Managed-WebSocket cases (see the `managed` module): each accepts a WebSocket the host runs,
+//! keeps its case in the connection's attachment, and attacks in an event. Unless said
+//! otherwise the attack starts with the client's first message; until then, and in the cases
+//! without one, messages are echoed.
+//!
+//! - `ws-loop-open`: spins forever in `on-open`.
+//! - `ws-loop`: spins forever in `on-message`.
+//! - `ws-loop-close`: echoes; spins forever in `on-close`.
+//! - `ws-panic`: panics in `on-message`.
+//! - `ws-unreachable`: executes WebAssembly's `unreachable` in `on-message`.
+//! - `ws-out-of-bounds`: loads from an address past its memory in `on-message`.
+//! - `ws-memory`: allocates and touches 1 MiB blocks in `on-message` until memory runs out.
+//! - `ws-flood-send`: sends 16 KiB binary messages to its own connection in `on-message`
+//!   without end, ignoring refusals; only the host's outbound buffer and CPU limits stop it.
+//! - `ws-flood-publish`: publishes 16 KiB binary messages to the topic `flood` in
+//!   `on-message` without end, ignoring refusals.
+//! - `ws-subscriber`: joins the topic `flood` when accepted, and echoes.
 
 mod hostile;
+mod managed;
 mod oversized;
 mod sandbox;
 
 use std::time::Duration;
 
+use switchyard_sdk::managed::{Connection, Message};
 use switchyard_sdk::{Outgoing, Plugin, Request, Response, Session, Upgrade};
+
+use crate::managed::ManagedCase;
 
 /// The protocol token of the upgrading cases.
 const TEST_PROTOCOL: &str = "x-test";
@@ -123,6 +145,8 @@ enum Case {
     PrintNoNewline,
     /// 20,000 lines on stdout, then 200.
     LogFlood,
+    /// A managed WebSocket that attacks from its events.
+    Managed(ManagedCase),
 }
 
 impl Case {
@@ -158,14 +182,15 @@ impl Case {
             "upgrade-hop-by-hop" => Self::UpgradeHopByHop,
             "print-no-newline" => Self::PrintNoNewline,
             "log-flood" => Self::LogFlood,
-            _ => return None,
+            name => Self::Managed(ManagedCase::from_name(name)?),
         };
         Some(case)
     }
 
-    /// The answer to the request.
-    fn answer(self) -> Outgoing {
+    /// The answer to `request`.
+    fn answer(self, request: &Request) -> Outgoing {
         match self {
+            Self::Managed(case) => case.accept(request),
             Self::Ok => Response::text(200, "ok").into(),
             Self::TrapHandle => {
                 print!("misbehave: last words");
@@ -281,7 +306,7 @@ struct Misbehave;
 impl Plugin for Misbehave {
     fn handle(request: Request) -> Outgoing {
         match Case::from_path(request.path()) {
-            Some(case) => case.answer(),
+            Some(case) => case.answer(&request),
             None => Response::text(404, "unknown misbehave case\n").into(),
         }
     }
@@ -290,6 +315,18 @@ impl Plugin for Misbehave {
         if let Some(case) = Case::from_path(request.path()) {
             case.run(session).await;
         }
+    }
+
+    fn on_open(connection: Connection) {
+        managed::on_open(connection);
+    }
+
+    fn on_message(connection: Connection, message: Message) {
+        managed::on_message(connection, message);
+    }
+
+    fn on_close(connection: Connection, _code: u16, _reason: String) {
+        managed::on_close(connection);
     }
 }
 
