@@ -10,7 +10,15 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 /// The workspace's profile for plugins (link-time optimised, stripped).
 const PROFILE: &str = "plugin";
-const PLUGINS: &[&str] = &["hello", "echo", "echo-raw", "chat", "kv", "misbehave"];
+const PLUGINS: &[&str] = &[
+    "hello",
+    "echo",
+    "echo-raw",
+    "chat",
+    "kv",
+    "misbehave",
+    "fanout",
+];
 const WATCHED: &[&str] = &[
     "guest-sdk",
     "plugins/hello",

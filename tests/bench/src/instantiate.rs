@@ -74,7 +74,9 @@ async fn in_process(iterations: usize) -> anyhow::Result<InstanceFigures> {
         match outgoing {
             Outgoing::Response(response) if response.status == 200 => {}
             Outgoing::Response(response) => bail!("hello answered {}", response.status),
-            Outgoing::ProtocolUpgrade(_) => bail!("hello answered with an upgrade"),
+            Outgoing::ProtocolUpgrade(_) | Outgoing::Websocket(_) => {
+                bail!("hello answered with an upgrade")
+            }
         }
         if i >= WARMUP_ITERATIONS {
             serve.push(served);

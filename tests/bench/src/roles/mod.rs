@@ -2,14 +2,17 @@
 //! a hidden role argument (or Node, through the `pin-exec` role), pinned to the server core,
 //! and prints the address it listens on as its first line of output.
 //!
-//! - `host`: Switchyard serving `echo` and `hello`.
+//! - `host`: Switchyard serving a plugins folder, limits set by flag name ([`HostSetup`]).
 //! - `host-all-cores`: the same, unpinned with a worker per core, as the binary runs: for the
 //!   hot-reload section, which times compiling, and Switchyard spreads that over every core.
 //! - `native-echo`: tokio-tungstenite echo, the physical limit for WebSocket echo.
+//! - `native-broadcast`: tokio-tungstenite rooms that frame a message once and write it to
+//!   every member, the physical limit for fan-out.
 //! - `native-hello`: hyper answering what `hello` answers, the limit for plain HTTP.
-//! - `pin-exec`: pins itself, then becomes another program (Node's `ws` server).
+//! - `pin-exec`: pins itself, then becomes another program (Node's `ws` servers).
 
 mod host;
+mod native_broadcast;
 mod native_echo;
 mod native_hello;
 pub(crate) mod node;
@@ -17,13 +20,14 @@ mod process;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
 
 use crate::affinity;
 
+pub(crate) use host::Gauges;
 pub(crate) use process::ServerProcess;
 
 /// Tells the parent where this server listens: the first line on stdout is the address.
@@ -47,8 +51,8 @@ pub(crate) const ROLE_ARG: &str = "__role";
 
 /// Session limit of every benchmarked host (host-wide and per plugin): room for the memory
 /// section's ten thousand sessions plus a margin. The same in every section, so all of them
-/// measure one configuration.
-const HOST_MAX_SESSIONS: u32 = 10_500;
+/// measure one configuration; a section that holds more raises what it needs on top.
+const HOST_MAX_SESSIONS: u64 = 10_500;
 
 /// The role that runs the host on every core.
 const HOST_ALL_CORES: &str = "host-all-cores";
@@ -72,34 +76,95 @@ impl Cores {
     }
 }
 
+/// How a benchmarked Switchyard host is started: its plugins folder, an optional
+/// compiled-plugin cache, its cores, and limits by the `switchyard` binary's flag names.
+pub(crate) struct HostSetup<'a> {
+    plugins_dir: &'a Path,
+    cache_dir: Option<&'a Path>,
+    cores: Cores,
+    limits: Vec<(&'static str, u64)>,
+}
+
+impl<'a> HostSetup<'a> {
+    /// On the server core, without a cache, with the benchmark's session limit.
+    pub(crate) fn new(plugins_dir: &'a Path) -> Self {
+        Self {
+            plugins_dir,
+            cache_dir: None,
+            cores: Cores::One,
+            limits: vec![
+                ("max-sessions", HOST_MAX_SESSIONS),
+                ("plugin-max-sessions", HOST_MAX_SESSIONS),
+            ],
+        }
+    }
+
+    /// Keeps compiled plugins in `dir`.
+    pub(crate) fn cache(mut self, dir: Option<&'a Path>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Runs on `cores`.
+    pub(crate) fn cores(mut self, cores: Cores) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// Sets the limit the binary's `--{flag}` sets (later settings win).
+    pub(crate) fn limit(mut self, flag: &'static str, value: u64) -> Self {
+        self.limits.push((flag, value));
+        self
+    }
+
+    /// Starts it.
+    pub(crate) fn start(self) -> anyhow::Result<ServerProcess> {
+        let mut args = vec![self.plugins_dir.as_os_str().to_owned()];
+        if let Some(dir) = self.cache_dir {
+            let mut arg = OsString::from(format!("{}=", host::CACHE_KEY));
+            arg.push(dir.as_os_str());
+            args.push(arg);
+        }
+        args.extend(
+            self.limits
+                .iter()
+                .map(|(flag, value)| OsString::from(format!("{flag}={value}"))),
+        );
+        let role = match self.cores {
+            Cores::One => "host",
+            Cores::All => HOST_ALL_CORES,
+        };
+        ServerProcess::start_role("switchyard host", role, &args)
+    }
+}
+
 /// Starts the Switchyard host serving `plugins_dir` on the server core, without a
 /// compiled-plugin cache.
-pub(crate) fn start_host(plugins_dir: &std::path::Path) -> anyhow::Result<ServerProcess> {
-    start_host_with(plugins_dir, None, Cores::One)
+pub(crate) fn start_host(plugins_dir: &Path) -> anyhow::Result<ServerProcess> {
+    HostSetup::new(plugins_dir).start()
 }
 
 /// Starts the Switchyard host serving `plugins_dir` on `cores`, keeping compiled plugins in
 /// `cache_dir` if one is given.
 pub(crate) fn start_host_with(
-    plugins_dir: &std::path::Path,
-    cache_dir: Option<&std::path::Path>,
+    plugins_dir: &Path,
+    cache_dir: Option<&Path>,
     cores: Cores,
 ) -> anyhow::Result<ServerProcess> {
-    let mut args = vec![
-        plugins_dir.as_os_str().to_owned(),
-        HOST_MAX_SESSIONS.to_string().into(),
-    ];
-    args.extend(cache_dir.map(|dir| dir.as_os_str().to_owned()));
-    let role = match cores {
-        Cores::One => "host",
-        Cores::All => HOST_ALL_CORES,
-    };
-    ServerProcess::start_role("switchyard host", role, &args)
+    HostSetup::new(plugins_dir)
+        .cache(cache_dir)
+        .cores(cores)
+        .start()
 }
 
 /// Starts the native tokio-tungstenite echo server.
 pub(crate) fn start_native_echo() -> anyhow::Result<ServerProcess> {
     ServerProcess::start_role("native echo", "native-echo", &[])
+}
+
+/// Starts the native tokio-tungstenite broadcast server.
+pub(crate) fn start_native_broadcast() -> anyhow::Result<ServerProcess> {
+    ServerProcess::start_role("native broadcast", "native-broadcast", &[])
 }
 
 /// Starts the native hyper hello server.
@@ -140,12 +205,12 @@ fn run_named(role: &str, args: &[String]) -> anyhow::Result<()> {
         server_runtime()?
     };
     match (role, args) {
-        ("host" | HOST_ALL_CORES, [dir, max_sessions, cache @ ..]) if cache.len() <= 1 => {
-            let max_sessions = max_sessions.parse().context("max sessions")?;
-            let cache = cache.first().map(PathBuf::from);
-            runtime.block_on(host::serve(PathBuf::from(dir), max_sessions, cache))
+        ("host" | HOST_ALL_CORES, settings) => {
+            let settings = host::Settings::parse(settings)?;
+            runtime.block_on(host::serve(settings))
         }
         ("native-echo", []) => runtime.block_on(native_echo::serve()),
+        ("native-broadcast", []) => runtime.block_on(native_broadcast::serve()),
         ("native-hello", []) => runtime.block_on(native_hello::serve()),
         _ => anyhow::bail!("unknown role or arguments: {role} {args:?}"),
     }
