@@ -7,6 +7,8 @@ use super::limits::{HOST, Limit, PLUGIN, Preset, Unit};
 
 /// Sidecar key of the one per-plugin setting that is a list rather than a number.
 pub const ALLOWED_UPGRADES_KEY: &str = "allowed_upgrades";
+/// Top-level sidecar key of the policy for a managed WebSocket whose outbound buffer is full.
+pub const OVERFLOW_KEY: &str = "overflow";
 
 /// The limits table as Markdown, one row per declared limit (host-wide first).
 pub fn limits_table() -> String {
@@ -23,6 +25,11 @@ pub fn limits_table() -> String {
     table.push_str(&format!(
         "| protocols a plugin may switch to | – | `{ALLOWED_UPGRADES_KEY}` | any the client offered | \
          a list of protocol tokens (RFC 9110 `token`, optionally `/version`) | `502` |\n"
+    ));
+    table.push_str(&format!(
+        "| what a publish does to a managed WebSocket whose outbound buffer is full | – | \
+         `{OVERFLOW_KEY}` (top level, not in `[limits]`) | `\"close\"` | `\"close\"` (close `1008`) or \
+         `\"drop\"` (the message is dropped for it) | counted; logged at most 5 lines a second |\n"
     ));
     table
 }

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 pub use limits::{Limit, Unit};
 
+use crate::topics::Overflow;
+
 /// Address the host listens on when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Folder the host loads plugins from when none is given.
@@ -86,6 +88,10 @@ impl HostConfig {
 pub struct Limits {
     /// Upgraded sessions alive at once, host-wide; more get `503` with `Retry-After`.
     pub max_sessions: u32,
+    /// Managed WebSocket connections open at once, host-wide, hibernated or not.
+    pub max_websockets: u32,
+    /// Managed WebSocket connections holding a live instance at once, host-wide.
+    pub max_awake_websockets: u32,
     /// Open connections, host-wide: HTTP connections being served plus upgraded sessions.
     /// Connections beyond it are closed as soon as they are accepted. `None`: derived from
     /// `max_sessions` (see [`Limits::max_connections`]).
@@ -111,23 +117,30 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Plugin instances the pooling allocator reserves: every session holds one, and plain
-    /// requests in flight need a few more.
+    /// Plugin instances the pooling allocator reserves: every session holds one, so does every
+    /// awake managed WebSocket, and plain requests in flight need a few more.
     pub fn max_instances(&self) -> u32 {
-        self.max_sessions.saturating_add(REQUEST_INSTANCE_HEADROOM)
+        self.max_sessions
+            .saturating_add(self.max_awake_websockets)
+            .saturating_add(REQUEST_INSTANCE_HEADROOM)
     }
 
     /// Open connections allowed host-wide: as configured, else [`CONNECTION_HEADROOM`] more
-    /// than the session limit.
+    /// than the session and managed WebSocket limits together.
     pub fn max_connections(&self) -> u32 {
-        self.max_connections
-            .unwrap_or_else(|| self.max_sessions.saturating_add(CONNECTION_HEADROOM))
+        self.max_connections.unwrap_or_else(|| {
+            self.max_sessions
+                .saturating_add(self.max_websockets)
+                .saturating_add(CONNECTION_HEADROOM)
+        })
     }
 
     /// Every value at zero, before the declared defaults are applied.
     fn unset() -> Self {
         Self {
             max_sessions: 0,
+            max_websockets: 0,
+            max_awake_websockets: 0,
             max_connections: None,
             max_header_bytes: 0,
             max_headers: 0,
@@ -177,6 +190,24 @@ pub struct PluginLimits {
     pub max_concurrent_requests: u32,
     /// Protocols this plugin may switch to; `None` allows any the client offered.
     pub allowed_upgrades: Option<Vec<String>>,
+    /// Time without events after which a managed WebSocket's instance is dropped.
+    pub hibernate_after: Duration,
+    /// Largest managed WebSocket message, either way (and frame, from the client).
+    pub max_message_bytes: usize,
+    /// Bytes of frames queued for one managed WebSocket.
+    pub max_outbound_bytes: usize,
+    /// Largest attachment of a managed WebSocket.
+    pub max_attachment_bytes: usize,
+    /// Topics one managed WebSocket may belong to.
+    pub max_topics_per_connection: usize,
+    /// Longest topic name, in bytes.
+    pub max_topic_bytes: usize,
+    /// Client silence after which the host pings a managed WebSocket.
+    pub ping_interval: Duration,
+    /// Client silence (pongs included) after which a managed WebSocket is closed.
+    pub websocket_idle_timeout: Duration,
+    /// What a publish does to a subscriber whose outbound buffer is full (sidecar `overflow`).
+    pub overflow: Overflow,
 }
 
 impl PluginLimits {
@@ -193,6 +224,15 @@ impl PluginLimits {
             max_sessions: 0,
             max_concurrent_requests: 0,
             allowed_upgrades: None,
+            hibernate_after: Duration::ZERO,
+            max_message_bytes: 0,
+            max_outbound_bytes: 0,
+            max_attachment_bytes: 0,
+            max_topics_per_connection: 0,
+            max_topic_bytes: 0,
+            ping_interval: Duration::ZERO,
+            websocket_idle_timeout: Duration::ZERO,
+            overflow: Overflow::Close,
         }
     }
 }

@@ -41,11 +41,15 @@ impl Runtime {
         let engine = Engine::new(&engine_config(limits))
             .map_err(anyhow::Error::from)
             .context("creating the wasmtime engine")?;
-        let mut linker = Linker::new(&engine);
+        let mut linker: Linker<InstanceState> = Linker::new(&engine);
         // Guests built for wasm32-wasip2 import WASI 0.2 from std (stdio, clocks, random).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // The contract's own imports: managed WebSocket connections and topics.
+        crate::session::managed::imports::add_to_linker(&mut linker, |state| &mut state.realtime)
+            .map_err(anyhow::Error::from)
+            .context("linking the host functions")?;
         Ok(Self {
             _ticker: EpochTicker::start(engine.clone())?,
             engine,

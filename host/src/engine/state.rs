@@ -1,5 +1,6 @@
 //! The per-instance state a plugin's store carries: its WASI context (no files, environment,
-//! arguments or network), its resource table, its memory limit and its CPU meter.
+//! arguments or network), its resource table, its memory limit, its CPU meter and what its
+//! host functions for managed WebSockets and topics reach.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::engine::cpu::CpuMeter;
 use crate::engine::guest_log::{GuestLog, GuestStream};
 use crate::ratelimit::LogRateLimit;
+use crate::session::managed::imports::RealtimeCtx;
 
 /// Data owned by one plugin instance's store.
 pub struct InstanceState {
@@ -22,6 +24,8 @@ pub struct InstanceState {
     pub(crate) memory: MemoryLimiter,
     /// Enforces a session's CPU budgets at epoch ticks.
     pub(crate) cpu: CpuMeter,
+    /// What the plugin's host functions for managed WebSockets and topics reach.
+    pub(crate) realtime: RealtimeCtx,
 }
 
 impl InstanceState {
@@ -31,6 +35,7 @@ impl InstanceState {
         plugin: Arc<str>,
         max_memory_bytes: usize,
         log_limit: Arc<LogRateLimit>,
+        realtime: RealtimeCtx,
     ) -> Self {
         let wasi = WasiCtxBuilder::new()
             .stdout(GuestLog::new(
@@ -53,6 +58,7 @@ impl InstanceState {
                 refused: false,
             },
             cpu: CpuMeter::default(),
+            realtime,
         }
     }
 }

@@ -16,8 +16,13 @@ pub struct HostStats {
     pub(crate) instances: Arc<Gauge>,
     /// Upgraded sessions alive, host-wide.
     pub(crate) sessions: Arc<Gauge>,
-    /// HTTP connections being served (not yet upgraded; an upgraded one counts as a session).
+    /// HTTP connections being served (not yet upgraded; an upgraded one counts as a session
+    /// or a managed WebSocket).
     pub(crate) connections: Arc<Gauge>,
+    /// Managed WebSocket connections open, hibernated or not.
+    pub(crate) websockets: Arc<Gauge>,
+    /// Managed WebSocket connections holding a live instance.
+    pub(crate) awake_websockets: Arc<Gauge>,
     /// Connections closed on accept because the host had its maximum open, since start.
     refused_connections: AtomicU64,
     /// Upgraded sessions alive per plugin name; kept across reloads, since a plugin's limit is
@@ -43,6 +48,17 @@ pub(crate) enum SessionRefused {
     PluginFull(u32),
 }
 
+/// Why a managed WebSocket was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WebSocketRefused {
+    /// The host-wide limit of open managed WebSockets is reached.
+    #[error("the host-wide limit of {0} managed WebSockets is reached")]
+    Open(u32),
+    /// The host-wide limit of awake managed WebSockets is reached.
+    #[error("the host-wide limit of {0} awake managed WebSockets is reached")]
+    Awake(u32),
+}
+
 /// A session slot, held for the session's whole life.
 #[derive(Debug)]
 pub(crate) struct SessionPermit {
@@ -61,9 +77,23 @@ impl HostStats {
         self.sessions.live()
     }
 
-    /// Open connections now: HTTP connections being served plus upgraded sessions.
+    /// Managed WebSocket connections open now, hibernated or not.
+    pub fn live_websockets(&self) -> u32 {
+        self.websockets.live()
+    }
+
+    /// Managed WebSocket connections holding a live instance now (not hibernated).
+    pub fn awake_websockets(&self) -> u32 {
+        self.awake_websockets.live()
+    }
+
+    /// Open connections now: HTTP connections being served plus upgraded sessions plus managed
+    /// WebSockets.
     pub fn open_connections(&self) -> u32 {
-        self.connections.live().saturating_add(self.sessions.live())
+        self.connections
+            .live()
+            .saturating_add(self.sessions.live())
+            .saturating_add(self.websockets.live())
     }
 
     /// Connections refused because the host had its maximum open, since it started.
@@ -74,7 +104,8 @@ impl HostStats {
     /// Takes a slot for a newly accepted connection if fewer than `max` are open; counts the
     /// refusal otherwise. Sessions are counted in: each one is a connection that was upgraded.
     pub(crate) fn admit_connection(&self, max: u32) -> Option<GaugeGuard> {
-        let room = max.saturating_sub(self.sessions.live());
+        let upgraded = self.sessions.live().saturating_add(self.websockets.live());
+        let room = max.saturating_sub(upgraded);
         let slot = self.connections.try_enter(room);
         if slot.is_none() {
             self.refused_connections.fetch_add(1, Ordering::Relaxed);
@@ -101,6 +132,24 @@ impl HostStats {
             _host: host,
             _plugin: plugin,
         })
+    }
+
+    /// Takes slots for a new managed WebSocket: one among the open ones, for its whole life,
+    /// and one among the awake ones, for its first instance.
+    pub(crate) fn admit_websocket(
+        &self,
+        max_open: u32,
+        max_awake: u32,
+    ) -> Result<(GaugeGuard, GaugeGuard), WebSocketRefused> {
+        let open = self
+            .websockets
+            .try_enter(max_open)
+            .ok_or(WebSocketRefused::Open(max_open))?;
+        let awake = self
+            .awake_websockets
+            .try_enter(max_awake)
+            .ok_or(WebSocketRefused::Awake(max_awake))?;
+        Ok((open, awake))
     }
 
     /// Takes a slot for one `handle` call of `plugin`, held until its answer is ready. CPU-bound

@@ -23,7 +23,11 @@ use crate::http::upgrade::{self, ClientOffer, UpgradeRefused};
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::plugins::registry::Registry;
 use crate::ratelimit::{HostWarnings, limited_warn};
+use crate::session::managed::imports::RealtimeCtx;
+use crate::session::managed::registry::{Connection, ConnectionLimits, Hub};
+use crate::session::managed::{self};
 use crate::session::{self, SessionContext};
+use crate::topics::Outbox;
 
 /// What a client is told to wait before retrying a request refused for lack of capacity.
 const RETRY_AFTER_SECS: &str = "1";
@@ -37,6 +41,10 @@ pub(crate) struct Dispatcher {
     pub(crate) sessions: session::SessionHooks,
     /// Warnings clients can provoke at will, logged at a bounded rate.
     pub(crate) warnings: HostWarnings,
+    /// Every plugin's managed WebSocket connections and topics.
+    pub(crate) hub: Arc<Hub>,
+    /// What every managed WebSocket's task shares.
+    pub(crate) managed: Arc<managed::Hooks>,
 }
 
 impl Dispatcher {
@@ -84,7 +92,8 @@ impl Dispatcher {
             };
             let offer = ClientOffer::from_request(&parts);
             let request = guest_request(&parts, path, body);
-            self.answer(plugin, request, offer, on_upgrade).await
+            self.answer(plugin, request, &parts, offer, on_upgrade)
+                .await
         };
         Ok(answered.instrument(span).await)
     }
@@ -94,20 +103,41 @@ impl Dispatcher {
         &self,
         plugin: Arc<LoadedPlugin>,
         request: bindings::Request,
+        parts: &Parts,
         offer: Option<ClientOffer>,
         on_upgrade: hyper::upgrade::OnUpgrade,
     ) -> Response<Body> {
         // A client asking to upgrade needs a session slot; refuse before running guest code.
+        // One offering a WebSocket may get a managed one instead, which needs no session slot:
+        // its slot is taken once the plugin has answered, and it is refused here only if
+        // neither kind has room.
+        let offers_websocket = offer
+            .as_ref()
+            .is_some_and(|offer| offer.offers("websocket"));
         let permit = match offer {
-            Some(_) => match self.stats.admit_session(&plugin, self.limits.max_sessions) {
-                Ok(permit) => Some(permit),
-                Err(refused) => {
-                    limited_warn!(self.warnings.refused_upgrades, "upgrade refused: {refused}");
-                    return busy();
+            Some(_) if !offers_websocket => {
+                match self.stats.admit_session(&plugin, self.limits.max_sessions) {
+                    Ok(permit) => Some(permit),
+                    Err(refused) => {
+                        limited_warn!(self.warnings.refused_upgrades, "upgrade refused: {refused}");
+                        return busy();
+                    }
                 }
-            },
-            None => None,
+            }
+            _ => None,
         };
+        if offers_websocket
+            && self.stats.live_sessions() >= self.limits.max_sessions
+            && self.stats.live_websockets() >= self.limits.max_websockets
+        {
+            limited_warn!(
+                self.warnings.refused_upgrades,
+                "upgrade refused: the host-wide limits of {} live sessions and {} managed WebSockets are reached",
+                self.limits.max_sessions,
+                self.limits.max_websockets
+            );
+            return busy();
+        }
         // Held until `handle` has answered: a session does not count as a request.
         let _request_slot = match self.stats.admit_request(&plugin) {
             Ok(slot) => slot,
@@ -116,7 +146,11 @@ impl Dispatcher {
                 return busy();
             }
         };
-        let mut instance = match plugin.instantiate(&self.stats.instances).await {
+        let realtime = RealtimeCtx::new(self.hub.scope(plugin.name()), plugin.limits());
+        let mut instance = match plugin
+            .instantiate_with(&self.stats.instances, realtime)
+            .await
+        {
             Ok(instance) => instance,
             Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
                 limited_warn!(self.warnings.busy, "no free plugin instance: {err}");
@@ -141,7 +175,27 @@ impl Dispatcher {
                     )
                 })
             }
+            Outgoing::Websocket(accept) => {
+                self.accept_websocket(plugin, instance, parts, accept, on_upgrade)
+            }
             Outgoing::ProtocolUpgrade(upgrade) => {
+                let permit = match (permit, &offer) {
+                    (Some(permit), _) => Some(permit),
+                    // A WebSocket offer answered with a raw upgrade takes its session slot now.
+                    (None, Some(_)) => {
+                        match self.stats.admit_session(&plugin, self.limits.max_sessions) {
+                            Ok(permit) => Some(permit),
+                            Err(refused) => {
+                                limited_warn!(
+                                    self.warnings.refused_upgrades,
+                                    "upgrade refused: {refused}"
+                                );
+                                return busy();
+                            }
+                        }
+                    }
+                    (None, None) => None,
+                };
                 let allowed = plugin.limits().allowed_upgrades.as_deref();
                 // `accept` succeeds only for a client that offered an upgrade, and such a
                 // client was given a permit above.
@@ -161,6 +215,76 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+impl Dispatcher {
+    /// Answers a plugin's `websocket`: checks the client's handshake and the plugin's answer,
+    /// admits the connection, registers it (joining its topics) and starts its task, which
+    /// runs `on-open` on `instance` once the `101` is out.
+    fn accept_websocket(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        instance: PluginInstance,
+        parts: &Parts,
+        accept: bindings::WebsocketAccept,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+    ) -> Response<Body> {
+        let client = match managed::handshake::check_client(parts) {
+            Ok(client) => client,
+            Err(refusal) => {
+                tracing::debug!(
+                    status = refusal.status().as_u16(),
+                    "the plugin accepted a WebSocket, but the request is not a valid handshake"
+                );
+                return *refusal;
+            }
+        };
+        let limits = plugin.limits();
+        let (switching, opening) = match managed::handshake::answer(&client, accept, limits) {
+            Ok(answer) => answer,
+            Err(refused) => {
+                tracing::error!("plugin returned an invalid websocket answer: {refused}");
+                return host_response(
+                    StatusCode::BAD_GATEWAY,
+                    "plugin answered with a websocket the client cannot take",
+                );
+            }
+        };
+        let (websocket_slot, awake_slot) = match self
+            .stats
+            .admit_websocket(self.limits.max_websockets, self.limits.max_awake_websockets)
+        {
+            Ok(slots) => slots,
+            Err(refused) => {
+                limited_warn!(self.warnings.refused_upgrades, "upgrade refused: {refused}");
+                return busy();
+            }
+        };
+        let scope = self.hub.scope(plugin.name());
+        let connection = Arc::new(Connection::new(
+            self.hub.next_id(),
+            Arc::new(Outbox::new(limits.max_outbound_bytes, limits.overflow)),
+            ConnectionLimits::from(limits),
+            Bytes::from(opening.attachment),
+        ));
+        scope.insert(connection.clone());
+        for topic in &opening.topics {
+            // Within the limits, checked with the answer; the connection is not closing.
+            let _ = scope.subscribe(&connection, topic);
+        }
+        let span = tracing::info_span!("websocket", connection = connection.id);
+        let accepted = managed::Accepted {
+            plugin,
+            instance,
+            awake_slot,
+            websocket_slot,
+            connection,
+            scope,
+        };
+        let task = managed::run(accepted, on_upgrade, self.managed.clone());
+        self.sessions.spawn(task.instrument(span));
+        switching
     }
 }
 

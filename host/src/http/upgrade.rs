@@ -29,7 +29,8 @@ impl ClientOffer {
         (asks_upgrade && !protocols.is_empty()).then_some(Self { protocols })
     }
 
-    fn offers(&self, protocol: &str) -> bool {
+    /// Whether the client offered `protocol` (compared without regard to case).
+    pub(crate) fn offers(&self, protocol: &str) -> bool {
         self.protocols
             .iter()
             .any(|offered| offered.eq_ignore_ascii_case(protocol))

@@ -19,6 +19,7 @@ use crate::engine::state::InstanceState;
 use crate::http::gauge::{Gauge, GaugeGuard};
 use crate::plugins::sidecar::{PluginSettings, check_segment};
 use crate::ratelimit::LogRateLimit;
+use crate::session::managed::imports::RealtimeCtx;
 
 /// Hex digits of the content hash kept as a version id: enough to tell versions apart in logs.
 const VERSION_ID_LEN: usize = 12;
@@ -248,8 +249,18 @@ impl LoadedPlugin {
         }
     }
 
-    /// A fresh instance with its own store and memory, counted in `live` while it exists.
+    /// A fresh instance with its own store and memory, counted in `live` while it exists. Its
+    /// host functions for connections and topics reach nothing.
     pub async fn instantiate(&self, live: &Arc<Gauge>) -> wasmtime::Result<PluginInstance> {
+        self.instantiate_with(live, RealtimeCtx::default()).await
+    }
+
+    /// A fresh instance whose host functions for connections and topics reach `realtime`.
+    pub(crate) async fn instantiate_with(
+        &self,
+        live: &Arc<Gauge>,
+        realtime: RealtimeCtx,
+    ) -> wasmtime::Result<PluginInstance> {
         let counted = live.enter();
         let mut store = Store::new(
             self.pre.engine(),
@@ -257,6 +268,7 @@ impl LoadedPlugin {
                 self.name.clone(),
                 self.limits.max_memory_bytes,
                 self.log_limit.clone(),
+                realtime,
             ),
         );
         store.limiter(|state| &mut state.memory);

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::config::PluginLimits;
 use crate::config::docs::ALLOWED_UPGRADES_KEY;
 use crate::config::limits::{self, MIB};
+use crate::topics::Overflow;
 
 /// Settings read from a plugin's sidecar file. Unknown keys are refused so a typo is an error,
 /// not a silently ignored setting.
@@ -16,6 +17,9 @@ pub struct PluginSettings {
     /// Path prefix the plugin serves instead of `/<name>`, e.g. `/api/chat`. The plugin then
     /// answers that path and everything below it.
     pub route: Option<String>,
+    /// What a publish does to one of this plugin's managed WebSockets whose outbound buffer is
+    /// full: `"close"` it (the default) or `"drop"` the message for it.
+    pub overflow: Option<OverflowSetting>,
     /// The `[limits]` table: each key, when present, replaces the host's default for this
     /// plugin. Kept as read; [`PluginSettings::limits`] checks it against the declarations in
     /// [`crate::config::limits::PLUGIN`].
@@ -29,6 +33,9 @@ impl PluginSettings {
     /// host's own maximum, because the pooling allocator reserved slots of that size.
     pub fn limits(&self, defaults: &PluginLimits) -> Result<PluginLimits, String> {
         let mut limits = defaults.clone();
+        if let Some(overflow) = self.overflow {
+            limits.overflow = overflow.into();
+        }
         for (key, value) in &self.limits {
             if key == ALLOWED_UPGRADES_KEY {
                 limits.allowed_upgrades = Some(protocol_list(value)?);
@@ -51,6 +58,25 @@ impl PluginSettings {
             ));
         }
         Ok(limits)
+    }
+}
+
+/// The sidecar's `overflow` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverflowSetting {
+    /// Close the connection (`1008`).
+    Close,
+    /// Drop the message for that connection.
+    Drop,
+}
+
+impl From<OverflowSetting> for Overflow {
+    fn from(setting: OverflowSetting) -> Self {
+        match setting {
+            OverflowSetting::Close => Overflow::Close,
+            OverflowSetting::Drop => Overflow::DropMessage,
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use crate::plugins::registry::Registry;
 use crate::plugins::watcher::{self, FolderWatch};
 use crate::ratelimit::HostWarnings;
 use crate::session::SessionHooks;
+use crate::session::managed::{self, registry::Hub};
 use connection::ConnectionContext;
 
 /// Connections the kernel may queue before the host accepts them. The standard library asks
@@ -75,13 +76,7 @@ impl Server {
         Ok(Self {
             listener,
             http: http_settings(runtime.limits()),
-            dispatcher: Arc::new(Dispatcher {
-                registry,
-                limits: runtime.limits().clone(),
-                stats: Arc::new(HostStats::default()),
-                sessions: SessionHooks::default(),
-                warnings: HostWarnings::default(),
-            }),
+            dispatcher: Arc::new(dispatcher(registry, runtime.limits())),
             connections: TaskTracker::new(),
             stop_connections: CancellationToken::new(),
             _watch: watch,
@@ -194,6 +189,30 @@ impl Server {
         };
         let connection = connection::serve(stream, peer, context);
         self.connections.spawn(connection.in_current_span());
+    }
+}
+
+/// What every request needs, and every session and managed WebSocket shares.
+fn dispatcher(registry: Arc<Registry>, limits: &Limits) -> Dispatcher {
+    let stats = Arc::new(HostStats::default());
+    let sessions = SessionHooks::default();
+    let managed = Arc::new(managed::Hooks {
+        wake: Arc::new(managed::WakeContext {
+            registry: registry.clone(),
+            stats: stats.clone(),
+            max_awake: limits.max_awake_websockets,
+        }),
+        // Sessions and managed WebSockets are closed at the same moment of a shutdown.
+        shutdown: sessions.shutdown.clone(),
+    });
+    Dispatcher {
+        registry,
+        limits: limits.clone(),
+        stats,
+        sessions,
+        warnings: HostWarnings::default(),
+        hub: Arc::new(Hub::default()),
+        managed,
     }
 }
 

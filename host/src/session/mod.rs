@@ -2,6 +2,7 @@
 //! into the `upgrade` export of the same instance that answered `handle`, and its output back to
 //! the client, until one of the ends in [`SessionEnd`] — each logged with its reason.
 
+pub(crate) mod managed;
 pub(crate) mod pump;
 
 use std::future::Future;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use outbox::{Batch, Outbox, Overflow, Pushed};
+pub use outbox::{Batch, CONTROL_ROOM, Outbox, Overflow, Pushed, Refused};
 
 /// A connection, as the host numbers them.
 pub type ConnectionId = u64;

@@ -2,8 +2,17 @@
 //! so that a client that reads slower than messages arrive can never grow host memory.
 //!
 //! Publishing never waits: [`Outbox::push`] queues the frame or, when the queue is full, applies
-//! the connection's [`Overflow`] policy at once. The connection's writer task takes everything
-//! queued in one go ([`Outbox::next_batch`]), so a burst of publishes becomes one write.
+//! the connection's [`Overflow`] policy at once. A plugin's own `send` uses
+//! [`Outbox::try_push`], which refuses instead (the plugin hears `backpressure`), and the
+//! framing's control replies (pong, close) use [`Outbox::push_control`], which has a little room
+//! of its own beyond the limit so a close can always be queued. The connection's writer task
+//! takes everything queued in one go ([`Outbox::next_batch`]), so a burst of publishes becomes
+//! one write.
+//!
+//! An empty outbox takes one frame of any size (message sizes are bounded before a frame is
+//! made), so the limit can never make a message undeliverable. What one connection holds is at
+//! most the limit (plus that one frame and the control room) queued, plus the batch its writer
+//! is writing.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -20,6 +29,20 @@ pub enum Overflow {
     Close,
     /// The frame is dropped and counted; the connection stays.
     DropMessage,
+}
+
+/// Bytes of control frames (pongs, pings, the close) an outbox takes beyond its limit: a close
+/// frame must fit even when the queue is full, and a client flooding pings without reading
+/// must still run out of room.
+pub const CONTROL_ROOM: usize = 1024;
+
+/// Why [`Outbox::try_push`] refused a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The frame does not fit in what is left of the limit.
+    Full,
+    /// The outbox is closed (cut off for falling behind, or the connection ended).
+    Closed,
 }
 
 /// What [`Outbox::push`] did with a frame.
@@ -55,6 +78,8 @@ pub struct Outbox {
     policy: Overflow,
     /// Frames refused because the outbox was full, for metrics and logs.
     dropped: AtomicU64,
+    /// Data frames queued since the start, for the connection's log line.
+    queued: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -74,17 +99,55 @@ impl Outbox {
             max_bytes,
             policy,
             dropped: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
         }
     }
 
-    /// Queues `frame` without waiting. A frame larger than the whole outbox is treated like
-    /// one that does not fit.
+    /// Queues a data `frame` without waiting; when it does not fit, the outbox's [`Overflow`]
+    /// policy decides. For publishes: a publisher is never held up by a subscriber.
     pub fn push(&self, frame: Bytes) -> Pushed {
+        self.push_within(frame, self.max_bytes, true)
+    }
+
+    /// Queues a data `frame` if it fits; otherwise refuses it and changes nothing, so the
+    /// sender can decide (a plugin's `send` hears `backpressure`).
+    pub fn try_push(&self, frame: Bytes) -> Result<(), Refused> {
+        let state = self.lock();
+        if state.closed || state.overflowed {
+            return Err(Refused::Closed);
+        }
+        if !fits(&state, frame.len(), self.max_bytes) {
+            return Err(Refused::Full);
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(state, frame);
+        Ok(())
+    }
+
+    /// Queues a control frame of the framing (a pong, a ping, the close), which may use
+    /// [`CONTROL_ROOM`] bytes beyond the limit; past that, the policy decides as for
+    /// [`Outbox::push`].
+    pub fn push_control(&self, frame: Bytes) -> Pushed {
+        let limit = self.max_bytes.saturating_add(CONTROL_ROOM);
+        self.push_within(frame, limit, false)
+    }
+
+    /// Queues `frame` as the last one (a close frame): nothing is taken after it, and the
+    /// writer gets [`Batch::Closed`] once it is written. Like a control frame, it has
+    /// [`CONTROL_ROOM`] beyond the limit.
+    pub fn push_final(&self, frame: Bytes) -> Pushed {
+        let limit = self.max_bytes.saturating_add(CONTROL_ROOM);
+        let pushed = self.push_within(frame, limit, false);
+        self.close();
+        pushed
+    }
+
+    fn push_within(&self, frame: Bytes, limit: usize, data: bool) -> Pushed {
         let mut state = self.lock();
         if state.closed || state.overflowed {
             return Pushed::Closed;
         }
-        if state.bytes.saturating_add(frame.len()) > self.max_bytes {
+        if !fits(&state, frame.len(), limit) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return match self.policy {
                 Overflow::DropMessage => Pushed::Dropped,
@@ -98,11 +161,18 @@ impl Outbox {
                 }
             };
         }
-        state.bytes += frame.len();
+        if data {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+        }
+        self.enqueue(state, frame);
+        Pushed::Queued
+    }
+
+    fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State>, frame: Bytes) {
+        state.bytes = state.bytes.saturating_add(frame.len());
         state.frames.push_back(frame);
         drop(state);
         self.ready.notify_one();
-        Pushed::Queued
     }
 
     /// Waits until there is something for the writer, then hands out everything queued.
@@ -141,6 +211,17 @@ impl Outbox {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Data frames queued since the outbox was made.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether the outbox no longer takes frames (closed, or cut off).
+    pub fn is_closed(&self) -> bool {
+        let state = self.lock();
+        state.closed || state.overflowed
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the queue inconsistent (every update is
         // a single push or drain), so a poisoned lock is used as is.
@@ -148,6 +229,11 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+}
+
+/// Whether `len` more bytes fit within `limit`: an empty queue takes any one frame.
+fn fits(state: &State, len: usize, limit: usize) -> bool {
+    state.frames.is_empty() || state.bytes.saturating_add(len) <= limit
 }
 
 #[cfg(test)]
@@ -187,6 +273,38 @@ mod tests {
             .expect("the writer was woken")
             .unwrap();
         assert_eq!(batch, Batch::Frames(vec![frame("hello")]));
+    }
+
+    /// An empty outbox takes one frame larger than its limit, so no message within the
+    /// message size limit is ever undeliverable; the next one must wait for the writer.
+    #[tokio::test]
+    async fn an_empty_outbox_takes_one_frame_of_any_size() {
+        let outbox = Outbox::new(4, Overflow::Close);
+        assert_eq!(outbox.try_push(frame("too big for the limit")), Ok(()));
+        assert_eq!(outbox.try_push(frame("x")), Err(Refused::Full));
+        assert_eq!(
+            outbox.next_batch().await,
+            Batch::Frames(vec![frame("too big for the limit")])
+        );
+        assert_eq!(outbox.try_push(frame("x")), Ok(()));
+        assert_eq!(outbox.queued(), 2);
+        assert_eq!(
+            outbox.dropped(),
+            0,
+            "a refused send is the sender's to count"
+        );
+    }
+
+    /// Control frames have a little room beyond the limit, but not unbounded room.
+    #[tokio::test]
+    async fn control_frames_have_bounded_room_beyond_the_limit() {
+        let outbox = Outbox::new(4, Overflow::DropMessage);
+        assert_eq!(outbox.push(frame("abcd")), Pushed::Queued);
+        assert_eq!(outbox.push(frame("e")), Pushed::Dropped);
+        assert_eq!(outbox.push_control(frame("close")), Pushed::Queued);
+        let flood = Bytes::from(vec![0u8; CONTROL_ROOM]);
+        assert_eq!(outbox.push_control(flood), Pushed::Dropped);
+        assert_eq!(outbox.queued(), 1, "control frames are not messages");
     }
 
     #[tokio::test]

@@ -37,7 +37,9 @@ async fn load_and_call(runtime: &Runtime) -> Origin {
     };
     match instance.handle(&request).await.expect("calling handle") {
         Outgoing::Response(response) => assert_eq!(response.status, 200, "hello's own answer"),
-        Outgoing::ProtocolUpgrade(_) => panic!("hello does not upgrade"),
+        Outgoing::ProtocolUpgrade(_) | Outgoing::Websocket(_) => {
+            panic!("hello does not upgrade")
+        }
     }
     plugin.origin()
 }

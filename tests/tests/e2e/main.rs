@@ -6,6 +6,7 @@ mod conformance;
 mod faults;
 mod http;
 mod limits;
+mod managed;
 mod output;
 mod raw_upgrade;
 mod reload;

@@ -1,0 +1,308 @@
+//! Calling a managed WebSocket's plugin: `on-open`, `on-message` and `on-close`, each on a fiber
+//! with the connection's CPU metered (a loop is cut off at its budget), and the instance's life
+//! around them: the instance that answered `handle` runs `on-open`; it is dropped when the
+//! connection hibernates; the next event instantiates the plugin's *current* version.
+//!
+//! A live instance keeps the version it was made from until it hibernates, so a reload reaches
+//! a busy connection at its next wake, never in the middle of a conversation.
+
+use std::sync::Arc;
+
+use crate::engine::bindings::Message;
+use crate::engine::cpu::{CpuExceeded, Metered, SessionCpu};
+use crate::http::admission::HostStats;
+use crate::http::gauge::GaugeGuard;
+use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
+use crate::plugins::registry::Registry;
+use crate::session::managed::imports::RealtimeCtx;
+use crate::session::managed::registry::PluginScope;
+use crate::topics::ConnectionId;
+
+/// Why an event could not be delivered; the connection is closed with [`EventFailure::code`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EventFailure {
+    /// The plugin trapped.
+    #[error("plugin trapped in {event}: {trap:#}")]
+    Trap {
+        /// The event.
+        event: &'static str,
+        /// The trap.
+        trap: anyhow::Error,
+    },
+    /// The plugin used up a CPU budget and was interrupted.
+    #[error("plugin interrupted in {event}: {}", match .exceeded {
+        CpuExceeded::SessionBudget => "the connection's CPU budget is used up",
+        CpuExceeded::RunLimit => "CPU limit per event exceeded (plugin stuck in a loop?)",
+    })]
+    Cpu {
+        /// The event.
+        event: &'static str,
+        /// Which budget.
+        exceeded: CpuExceeded,
+    },
+    /// The plugin asked for more memory than its limit, then trapped.
+    #[error("plugin reached its memory limit in {event}")]
+    Memory {
+        /// The event.
+        event: &'static str,
+    },
+    /// The plugin is no longer served: no version to wake.
+    #[error("the plugin was removed; no version left to run {event}")]
+    PluginRemoved {
+        /// The event.
+        event: &'static str,
+    },
+    /// No instance could be had to wake the connection: the host is at its limit.
+    #[error("no instance free to wake the connection for {event}: {reason}")]
+    Busy {
+        /// The event.
+        event: &'static str,
+        /// Which limit.
+        reason: String,
+    },
+    /// Instantiating the plugin failed.
+    #[error("instantiating the plugin for {event} failed: {error:#}")]
+    Instantiate {
+        /// The event.
+        event: &'static str,
+        /// Why.
+        error: anyhow::Error,
+    },
+}
+
+impl EventFailure {
+    /// The close code the client gets: `1011` for a plugin fault, `1001` for a plugin that is
+    /// gone, `1013` (try again later) for a host at its limit.
+    pub(crate) fn code(&self) -> u16 {
+        match self {
+            Self::Trap { .. }
+            | Self::Cpu { .. }
+            | Self::Memory { .. }
+            | Self::Instantiate { .. } => 1011,
+            Self::PluginRemoved { .. } => 1001,
+            Self::Busy { .. } => 1013,
+        }
+    }
+
+    /// The close reason the client gets: short, naming no internals.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Self::Trap { .. } | Self::Cpu { .. } | Self::Memory { .. } => "plugin failed",
+            Self::Instantiate { .. } => "plugin failed to start",
+            Self::PluginRemoved { .. } => "plugin removed",
+            Self::Busy { .. } => "server busy, try again later",
+        }
+    }
+}
+
+/// What waking a connection needs from the host.
+pub(crate) struct WakeContext {
+    /// The current version of each plugin.
+    pub(crate) registry: Arc<Registry>,
+    /// Live instances and awake connections are counted here.
+    pub(crate) stats: Arc<HostStats>,
+    /// Awake connections allowed host-wide.
+    pub(crate) max_awake: u32,
+}
+
+/// A live instance of a connection, and its place among the awake connections.
+struct Awake {
+    instance: PluginInstance,
+    _slot: GaugeGuard,
+}
+
+/// A connection's side of the plugin: its live instance, if awake, and the version that runs.
+pub(crate) struct Guest {
+    /// The version of the live instance; while hibernated, the last one that ran.
+    plugin: Arc<LoadedPlugin>,
+    awake: Option<Awake>,
+    scope: Arc<PluginScope>,
+    /// The connection's CPU clock, across all its instances.
+    cpu: Arc<SessionCpu>,
+    wake: Arc<WakeContext>,
+}
+
+impl Guest {
+    /// The connection's guest, awake with `instance` (the one that answered `handle`).
+    pub(crate) fn new(
+        plugin: Arc<LoadedPlugin>,
+        mut instance: PluginInstance,
+        slot: GaugeGuard,
+        scope: Arc<PluginScope>,
+        wake: Arc<WakeContext>,
+    ) -> Self {
+        let limits = plugin.limits();
+        let cpu = Arc::new(SessionCpu::new(
+            limits.session_cpu_budget,
+            limits.run_cpu_limit,
+        ));
+        instance.store.data_mut().cpu.start_session(cpu.clone());
+        Self {
+            plugin,
+            awake: Some(Awake {
+                instance,
+                _slot: slot,
+            }),
+            scope,
+            cpu,
+            wake,
+        }
+    }
+
+    /// Whether an instance is alive.
+    pub(crate) fn is_awake(&self) -> bool {
+        self.awake.is_some()
+    }
+
+    /// The version the connection's events run on (or last ran on).
+    pub(crate) fn version(&self) -> &str {
+        self.plugin.version()
+    }
+
+    /// Drops the instance, freeing its pool slot; the next event makes a fresh one.
+    pub(crate) fn hibernate(&mut self) {
+        self.awake = None;
+    }
+
+    /// CPU time the plugin has used on this connection.
+    pub(crate) fn cpu_spent(&self) -> std::time::Duration {
+        self.cpu.spent()
+    }
+
+    /// Calls `on-open`.
+    pub(crate) async fn on_open(&mut self, id: ConnectionId) -> Result<(), EventFailure> {
+        const EVENT: &str = "on-open";
+        let cpu = self.cpu.clone();
+        let instance = self.instance(EVENT).await?;
+        let events = instance.bindings.switchyard_plugin_events().clone();
+        let called = Metered::new(events.call_on_open(&mut instance.store, id), cpu).await;
+        self.finish(EVENT, called)
+    }
+
+    /// Calls `on-message`.
+    pub(crate) async fn on_message(
+        &mut self,
+        id: ConnectionId,
+        message: &Message,
+    ) -> Result<(), EventFailure> {
+        const EVENT: &str = "on-message";
+        let cpu = self.cpu.clone();
+        let instance = self.instance(EVENT).await?;
+        let events = instance.bindings.switchyard_plugin_events().clone();
+        let called = Metered::new(
+            events.call_on_message(&mut instance.store, id, message),
+            cpu,
+        )
+        .await;
+        self.finish(EVENT, called)
+    }
+
+    /// Calls `on-close`.
+    pub(crate) async fn on_close(
+        &mut self,
+        id: ConnectionId,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), EventFailure> {
+        const EVENT: &str = "on-close";
+        let cpu = self.cpu.clone();
+        let instance = self.instance(EVENT).await?;
+        let events = instance.bindings.switchyard_plugin_events().clone();
+        let called = Metered::new(
+            events.call_on_close(&mut instance.store, id, code, reason),
+            cpu,
+        )
+        .await;
+        self.finish(EVENT, called)
+    }
+
+    /// After a call: a failed instance is dropped and the failure named.
+    fn finish(
+        &mut self,
+        event: &'static str,
+        called: wasmtime::Result<()>,
+    ) -> Result<(), EventFailure> {
+        let Err(trap) = called else { return Ok(()) };
+        let failure = match self.awake.as_ref().map(|awake| awake.instance.store.data()) {
+            Some(state) if state.cpu.exceeded().is_some() => EventFailure::Cpu {
+                event,
+                exceeded: state.cpu.exceeded().unwrap_or(CpuExceeded::RunLimit),
+            },
+            Some(state) if state.memory.refused => EventFailure::Memory { event },
+            _ => EventFailure::Trap {
+                event,
+                trap: trap.into(),
+            },
+        };
+        // A trapped instance may not be entered again.
+        self.awake = None;
+        Err(failure)
+    }
+
+    /// The live instance, made from the plugin's current version if the connection was
+    /// hibernating.
+    async fn instance(&mut self, event: &'static str) -> Result<&mut PluginInstance, EventFailure> {
+        if self.awake.is_none() {
+            self.awake = Some(self.wake_up(event).await?);
+        }
+        match &mut self.awake {
+            Some(awake) => Ok(&mut awake.instance),
+            None => Err(EventFailure::PluginRemoved { event }),
+        }
+    }
+
+    async fn wake_up(&mut self, event: &'static str) -> Result<Awake, EventFailure> {
+        let Some(current) = self.wake.registry.get(self.scope.name()) else {
+            return Err(EventFailure::PluginRemoved { event });
+        };
+        let slot = self
+            .wake
+            .stats
+            .awake_websockets
+            .try_enter(self.wake.max_awake)
+            .ok_or_else(|| EventFailure::Busy {
+                event,
+                reason: format!(
+                    "the host-wide limit of {} awake WebSockets is reached",
+                    self.wake.max_awake
+                ),
+            })?;
+        let realtime = RealtimeCtx::new(self.scope.clone(), current.limits());
+        let mut instance = match current
+            .instantiate_with(&self.wake.stats.instances, realtime)
+            .await
+        {
+            Ok(instance) => instance,
+            Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                return Err(EventFailure::Busy {
+                    event,
+                    reason: format!("{err}"),
+                });
+            }
+            Err(err) => {
+                return Err(EventFailure::Instantiate {
+                    event,
+                    error: err.into(),
+                });
+            }
+        };
+        instance
+            .store
+            .data_mut()
+            .cpu
+            .start_session(self.cpu.clone());
+        if current.version() != self.plugin.version() {
+            tracing::debug!(
+                from = %self.plugin.version(),
+                to = %current.version(),
+                "woke on a new version of the plugin"
+            );
+        }
+        tracing::debug!(version = %current.version(), "{event}: woke from hibernation");
+        self.plugin = current;
+        Ok(Awake {
+            instance,
+            _slot: slot,
+        })
+    }
+}

@@ -1,0 +1,630 @@
+//! Managed WebSockets: the host runs the framing (RFC 6455, with tungstenite) and calls the
+//! plugin's `events` when something happens; the plugin answers through host functions
+//! (`connections`, `topics`).
+//!
+//! One task per connection ([`run`]) owns the socket: it reads frames, delivers messages to the
+//! plugin one at a time, writes what the connection's outbox holds, pings a silent client,
+//! closes an idle one, and drops the instance of a connection with no events for a while
+//! (hibernation), all with one timer.
+//!
+//! - `handshake`: the client's opening checked again, the plugin's answer checked, the `101`.
+//! - `registry`: connection numbers and each plugin's connections (who may address whom).
+//! - `imports`: the host functions behind `connections` and `topics`.
+//! - `events`: calling the plugin, and the instance's life (hibernation and wake).
+//! - `socket`: the socket's halves: tungstenite reads, the outbox writes.
+//! - `frames`: the frames the host formats itself (with tungstenite).
+
+mod events;
+pub(crate) mod frames;
+pub(crate) mod handshake;
+pub(crate) mod imports;
+pub(crate) mod registry;
+mod socket;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use hyper::upgrade::OnUpgrade;
+use tokio::io::AsyncReadExt as _;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PluginLimits;
+use crate::engine::bindings::Message;
+use crate::http::gauge::GaugeGuard;
+use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
+use crate::session::pump::{self, ClientWriter};
+pub(crate) use events::WakeContext;
+use events::{EventFailure, Guest};
+use registry::{Connection, PluginScope};
+use socket::{ReadSide, WriterEnd};
+
+/// tungstenite's read buffer per connection. Its default (128 KiB) would be most of a
+/// hibernated connection's memory; small messages fit in one read of this size, and a large
+/// one is read into a buffer of its own size anyway.
+const READ_BUFFER_BYTES: usize = 4096;
+/// How long the client has to answer the host's close frame before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long what is still queued may take to be written once the connection ends.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the host failed the connection (a protocol error, an oversized message), how long it
+/// goes on reading and discarding what the client is still sending, so the kernel does not
+/// answer those bytes with a reset that could destroy the close frame before the client read
+/// it.
+const LINGER: Duration = Duration::from_secs(1);
+/// Close codes (RFC 6455 §7.4.1) the host uses.
+mod code {
+    pub(super) const GOING_AWAY: u16 = 1001;
+    pub(super) const PROTOCOL_ERROR: u16 = 1002;
+    pub(super) const NO_STATUS: u16 = 1005;
+    pub(super) const ABNORMAL: u16 = 1006;
+    pub(super) const INVALID_DATA: u16 = 1007;
+    pub(super) const POLICY_VIOLATION: u16 = 1008;
+    pub(super) const TOO_BIG: u16 = 1009;
+}
+
+/// A connection whose `101` is on its way: what the task needs to run it.
+pub(crate) struct Accepted {
+    /// The version that answered `handle`, whose instance runs `on-open`.
+    pub(crate) plugin: Arc<LoadedPlugin>,
+    pub(crate) instance: PluginInstance,
+    /// The instance's place among the awake connections.
+    pub(crate) awake_slot: GaugeGuard,
+    /// The connection's place among the open managed WebSockets.
+    pub(crate) websocket_slot: GaugeGuard,
+    pub(crate) connection: Arc<Connection>,
+    pub(crate) scope: Arc<PluginScope>,
+}
+
+/// What every connection's task shares.
+pub(crate) struct Hooks {
+    pub(crate) wake: Arc<WakeContext>,
+    /// Cancelled when the drain timeout has passed at shutdown: connections close with 1001.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Who started the close, and with what.
+#[derive(Debug, Clone)]
+enum Closing {
+    /// The client sent a close frame (code, reason); the host replied.
+    ByClient(u16, String),
+    /// The host or the plugin sent one (code, reason) and waits for the client's reply.
+    ByUs {
+        code: u16,
+        reason: String,
+        /// The client's reply, once it came.
+        reply: Option<(u16, String)>,
+    },
+}
+
+/// How the connection ended, for the log and `on-close`.
+#[derive(Debug)]
+enum End {
+    /// A close handshake took place (or was started by us and not answered in time).
+    Closed(Closing),
+    /// The client went away without a close frame.
+    ClientGone(String),
+    /// The host failed the connection (`code`, `reason`), e.g. a protocol error.
+    Failed { code: u16, reason: String },
+    /// The client fell behind past its outbound buffer.
+    SlowConsumer,
+    /// The plugin failed; no more events.
+    PluginFailed(EventFailure),
+    /// The `101` was never handed over.
+    NotOpened(String),
+}
+
+/// Counters for the connection's log line.
+struct Traffic {
+    opened: Instant,
+    messages_in: u64,
+}
+
+/// Runs one managed connection from the `101` to its end.
+pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Hooks>) {
+    let Accepted {
+        plugin,
+        instance,
+        awake_slot,
+        websocket_slot: _websocket_slot,
+        connection,
+        scope,
+    } = accepted;
+    let limits = plugin.limits().clone();
+    let id = connection.id;
+    let mut guest = Guest::new(
+        plugin,
+        instance,
+        awake_slot,
+        scope.clone(),
+        hooks.wake.clone(),
+    );
+    let mut traffic = Traffic {
+        opened: Instant::now(),
+        messages_in: 0,
+    };
+    let end = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
+        Ok(Ok(upgraded)) => {
+            let (early, reader, writer) = pump::split(upgraded);
+            let read_side = ReadSide::new(reader, connection.outbox.clone());
+            let ws = WebSocketStream::from_partially_read(
+                read_side,
+                early.to_vec(),
+                Role::Server,
+                Some(ws_config(&limits)),
+            )
+            .await;
+            let session = Session {
+                id,
+                connection: &connection,
+                limits: &limits,
+                guest: &mut guest,
+                traffic: &mut traffic,
+                shutdown: &hooks.shutdown,
+            };
+            session.serve(ws, writer).await
+        }
+        Ok(Err(err)) => End::NotOpened(format!("upgrade failed: {err}")),
+        Err(_elapsed) => End::NotOpened("upgrade handshake timed out".to_owned()),
+    };
+    // Out of every topic and unreachable before `on-close`, as the contract says.
+    scope.remove(&connection);
+    connection.outbox.close();
+    let opened = !matches!(end, End::NotOpened(_));
+    let (code, reason) = close_status(&end);
+    if opened
+        && !matches!(end, End::PluginFailed(_))
+        && let Err(failure) = guest.on_close(id, code, &reason).await
+    {
+        tracing::error!("{failure}");
+    }
+    guest.hibernate();
+    log_end(&end, &connection, &traffic, &guest);
+}
+
+/// The tungstenite settings for a connection of a plugin with `limits`.
+fn ws_config(limits: &PluginLimits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Writes go through the outbox; tungstenite writes only its control frames, at once.
+        .write_buffer_size(0)
+        .max_message_size(Some(limits.max_message_bytes))
+        .max_frame_size(Some(limits.max_message_bytes))
+        .accept_unmasked_frames(false)
+}
+
+/// The code and reason `on-close` reports: the client's close frame, 1005 if it had no code,
+/// 1006 if the client never sent one.
+fn close_status(end: &End) -> (u16, String) {
+    match end {
+        End::Closed(Closing::ByClient(code, reason))
+        | End::Closed(Closing::ByUs {
+            reply: Some((code, reason)),
+            ..
+        }) => (*code, reason.clone()),
+        _ => (code::ABNORMAL, String::new()),
+    }
+}
+
+fn log_end(end: &End, connection: &Connection, traffic: &Traffic, guest: &Guest) {
+    let duration_ms = traffic.opened.elapsed().as_millis() as u64;
+    let messages_in = traffic.messages_in;
+    let messages_out = connection.outbox.queued();
+    let dropped = connection.outbox.dropped();
+    let cpu_ms = guest.cpu_spent().as_millis() as u64;
+    macro_rules! closed {
+        ($level:ident, $($what:tt)+) => {
+            tracing::$level!(duration_ms, messages_in, messages_out, dropped, cpu_ms, $($what)+)
+        };
+    }
+    match end {
+        End::Closed(Closing::ByClient(code, reason)) => {
+            closed!(
+                info,
+                code,
+                "connection closed by the client ({code} {reason:?})"
+            )
+        }
+        End::Closed(Closing::ByUs {
+            code,
+            reason,
+            reply,
+            ..
+        }) => {
+            let answered = if reply.is_some() {
+                "answered"
+            } else {
+                "not answered in time"
+            };
+            closed!(
+                info,
+                code,
+                "connection closed by the host or plugin ({code} {reason:?}, {answered})"
+            )
+        }
+        End::ClientGone(why) => closed!(info, "connection closed: client went away ({why})"),
+        End::Failed { code, reason } => {
+            closed!(
+                info,
+                code,
+                "connection failed by the host ({code} {reason})"
+            )
+        }
+        End::SlowConsumer => closed!(
+            warn,
+            code = code::POLICY_VIOLATION,
+            "connection cut off: the client fell behind past its outbound buffer (1008)"
+        ),
+        End::PluginFailed(failure) => {
+            closed!(
+                error,
+                code = failure.code(),
+                "connection closed ({}): {failure}",
+                failure.code()
+            )
+        }
+        End::NotOpened(why) => closed!(info, "connection never opened: {why}"),
+    }
+}
+
+type Ws = WebSocketStream<ReadSide>;
+
+/// One open connection, while its task serves it.
+struct Session<'a> {
+    id: u64,
+    connection: &'a Arc<Connection>,
+    limits: &'a PluginLimits,
+    guest: &'a mut Guest,
+    traffic: &'a mut Traffic,
+    shutdown: &'a CancellationToken,
+}
+
+/// What the loop is doing.
+enum Phase {
+    /// Messages are delivered to the plugin.
+    Open,
+    /// A close was sent or received; waiting for the handshake to finish until `deadline`.
+    Closing { how: Closing, deadline: Instant },
+    /// Over.
+    Done(End),
+}
+
+impl Phase {
+    fn closing(how: Closing) -> Self {
+        Self::Closing {
+            how,
+            deadline: Instant::now() + CLOSE_TIMEOUT,
+        }
+    }
+}
+
+/// The clock readings the one timer is computed from.
+struct Clock {
+    /// When the plugin last got an event.
+    last_event: Instant,
+    /// When anything last arrived from the client.
+    last_received: Instant,
+    /// Whether a ping went out since then.
+    pinged: bool,
+}
+
+impl Session<'_> {
+    /// Opens the connection (`on-open`), then serves it until it ends.
+    async fn serve(self, mut ws: Ws, writer: ClientWriter) -> End {
+        let Session {
+            id,
+            connection,
+            limits,
+            guest,
+            traffic,
+            shutdown,
+        } = self;
+        let outbox = connection.outbox.clone();
+        let writing = async move {
+            let mut writer = writer;
+            let end = socket::write_outbox(&mut writer, &outbox).await;
+            (end, writer)
+        };
+        tokio::pin!(writing);
+        let mut written: Option<(WriterEnd, ClientWriter)> = None;
+        // Registered once and kept: a cancelled token and a notified `Notify` stay ready.
+        let stopping = shutdown.cancelled();
+        tokio::pin!(stopping);
+        let close_asked = connection.close_asked.notified();
+        tokio::pin!(close_asked);
+        let now = Instant::now();
+        let mut clock = Clock {
+            last_event: now,
+            last_received: now,
+            pinged: false,
+        };
+        tracing::debug!(version = %guest.version(), "connection open");
+        let mut phase = match guest.on_open(id).await {
+            Ok(()) => Phase::Open,
+            Err(failure) => fail_plugin(&mut ws, failure).await,
+        };
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed = None;
+        loop {
+            if let Phase::Open = phase
+                && let Some(request) = connection.take_close()
+            {
+                phase = start_close(&mut ws, request.code, request.reason).await;
+            }
+            if let Phase::Done(_) = phase {
+                break;
+            }
+            let due = next_deadline(&phase, &clock, guest, limits);
+            if armed.is_none_or(|at| due < at) {
+                timer.as_mut().reset(due.into());
+                armed = Some(due);
+            }
+            let open = matches!(phase, Phase::Open);
+            tokio::select! {
+                biased;
+                // Cancel safety: the writing future lives outside the loop and is never
+                // dropped early; once finished it is not polled again.
+                (end, writer) = &mut writing, if written.is_none() => {
+                    phase = writer_stopped(&end, phase);
+                    written = Some((end, writer));
+                }
+                // Cancel safety: both futures live outside the loop.
+                () = &mut stopping, if open => {
+                    phase = start_close(&mut ws, code::GOING_AWAY, "server shutting down".into()).await;
+                }
+                () = &mut close_asked, if open => {
+                    close_asked.set(connection.close_asked.notified());
+                }
+                // Cancel safety: `WebSocketStream::next` keeps partial frames (documented).
+                received = ws.next() => {
+                    clock.last_received = Instant::now();
+                    clock.pinged = false;
+                    phase = match phase {
+                        Phase::Open => on_received(received, &mut ws, guest, id, traffic, &mut clock).await,
+                        Phase::Closing { how, deadline } => closing_received(received, how, deadline, &mut ws),
+                        done @ Phase::Done(_) => done,
+                    };
+                }
+                () = &mut timer => {
+                    armed = None;
+                    phase = on_timer(phase, &mut ws, guest, limits, &mut clock).await;
+                }
+            }
+        }
+        let Phase::Done(end) = phase else {
+            unreachable!("the loop ends only when done")
+        };
+        finish(end, ws, written, writing, connection).await
+    }
+}
+
+/// When the one timer must next fire: the earliest of hibernation (while awake), the ping and
+/// the idle timeout (while open), and the close deadline (while closing).
+fn next_deadline(phase: &Phase, clock: &Clock, guest: &Guest, limits: &PluginLimits) -> Instant {
+    let after = |from: Instant, wait: Duration| {
+        from.checked_add(wait)
+            .unwrap_or_else(|| from + Duration::from_secs(86_400))
+    };
+    match phase {
+        Phase::Open => {
+            let mut due = after(clock.last_received, limits.websocket_idle_timeout);
+            if !clock.pinged {
+                due = due.min(after(clock.last_received, limits.ping_interval));
+            }
+            if guest.is_awake() {
+                due = due.min(after(clock.last_event, limits.hibernate_after));
+            }
+            due
+        }
+        Phase::Closing { deadline, .. } => *deadline,
+        Phase::Done(_) => after(clock.last_received, Duration::from_secs(86_400)),
+    }
+}
+
+/// The timer fired: hibernate, ping, close an idle connection or give up waiting for a close
+/// reply, whichever is due (nothing may be: the timer is not moved for every message).
+async fn on_timer(
+    phase: Phase,
+    ws: &mut Ws,
+    guest: &mut Guest,
+    limits: &PluginLimits,
+    clock: &mut Clock,
+) -> Phase {
+    let now = Instant::now();
+    match phase {
+        Phase::Open => {
+            if guest.is_awake() && now >= clock.last_event + limits.hibernate_after {
+                guest.hibernate();
+                tracing::debug!("hibernating: no events for {:?}", limits.hibernate_after);
+            }
+            if now >= clock.last_received + limits.websocket_idle_timeout {
+                let idle = format!("idle for {:?}", limits.websocket_idle_timeout);
+                return start_close(ws, code::GOING_AWAY, idle).await;
+            }
+            if !clock.pinged && now >= clock.last_received + limits.ping_interval {
+                clock.pinged = true;
+                // Through tungstenite, so its state knows; the frame lands in the outbox.
+                let _ = ws.send(WsMessage::Ping(tungstenite::Bytes::new())).await;
+            }
+            Phase::Open
+        }
+        Phase::Closing { how, deadline } if now >= deadline => Phase::Done(End::Closed(how)),
+        waiting => waiting,
+    }
+}
+
+/// Something arrived while the connection is open.
+async fn on_received(
+    received: Option<Result<WsMessage, WsError>>,
+    ws: &mut Ws,
+    guest: &mut Guest,
+    id: u64,
+    traffic: &mut Traffic,
+    clock: &mut Clock,
+) -> Phase {
+    let message = match received {
+        Some(Ok(WsMessage::Text(text))) => Message::Text(text.as_str().to_owned()),
+        Some(Ok(WsMessage::Binary(bytes))) => Message::Binary(bytes.to_vec()),
+        // tungstenite has queued the pong; it goes out with its next read.
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
+            return Phase::Open;
+        }
+        Some(Ok(WsMessage::Close(frame))) => {
+            // tungstenite has queued its reply; the next read sends it and ends the stream.
+            let (code, reason) = close_of(frame);
+            return Phase::closing(Closing::ByClient(code, reason));
+        }
+        Some(Err(err)) => return read_failed(ws, err),
+        None => return Phase::Done(End::ClientGone("connection ended".to_owned())),
+    };
+    traffic.messages_in += 1;
+    clock.last_event = Instant::now();
+    match guest.on_message(id, &message).await {
+        Ok(()) => Phase::Open,
+        Err(failure) => fail_plugin(ws, failure).await,
+    }
+}
+/// Something arrived while closing: data is discarded (no event but `on-close` follows a
+/// close), the client's close frame answers ours, and the end of the stream ends the wait.
+fn closing_received(
+    received: Option<Result<WsMessage, WsError>>,
+    how: Closing,
+    deadline: Instant,
+    ws: &mut Ws,
+) -> Phase {
+    match (received, how) {
+        (Some(Ok(WsMessage::Close(frame))), Closing::ByUs { code, reason, .. }) => Phase::Closing {
+            how: Closing::ByUs {
+                code,
+                reason,
+                reply: Some(close_of(frame)),
+            },
+            deadline,
+        },
+        (Some(Ok(_)), how) => Phase::Closing { how, deadline },
+        (Some(Err(err)), Closing::ByUs { reply: None, .. }) => read_failed(ws, err),
+        (Some(Err(_)) | None, how) => Phase::Done(End::Closed(how)),
+    }
+}
+
+/// The code and reason of a close frame; 1005 for one without a code.
+fn close_of(frame: Option<tungstenite::protocol::CloseFrame>) -> (u16, String) {
+    frame.map_or((code::NO_STATUS, String::new()), |frame| {
+        (u16::from(frame.code), frame.reason.as_str().to_owned())
+    })
+}
+
+/// A read error: the client broke the protocol (closed with the matching code), or it is gone.
+fn read_failed(ws: &mut Ws, err: WsError) -> Phase {
+    let (code, reason) = match &err {
+        WsError::Utf8(_) => (
+            code::INVALID_DATA,
+            "invalid UTF-8 in a text message".to_owned(),
+        ),
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+            code::TOO_BIG,
+            format!("message of {size} bytes, more than the {max_size} allowed"),
+        ),
+        WsError::Capacity(other) => (code::TOO_BIG, other.to_string()),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | WsError::Io(_)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed => {
+            return Phase::Done(End::ClientGone(err.to_string()));
+        }
+        WsError::Protocol(protocol) => {
+            (code::PROTOCOL_ERROR, format!("protocol error: {protocol}"))
+        }
+        other => (code::PROTOCOL_ERROR, other.to_string()),
+    };
+    // tungstenite will not be read or written again: the close frame goes straight into the
+    // outbox, as the last frame.
+    ws.get_mut()
+        .outbox()
+        .push_final(frames::close_frame(code, &reason));
+    Phase::Done(End::Failed { code, reason })
+}
+
+/// The plugin failed: the connection is closed with the failure's code, and no event follows.
+async fn fail_plugin(ws: &mut Ws, failure: EventFailure) -> Phase {
+    let _ = ws
+        .close(Some(frames::close_payload(
+            failure.code(),
+            failure.reason(),
+        )))
+        .await;
+    Phase::Done(End::PluginFailed(failure))
+}
+
+/// Sends a close frame (through tungstenite, so it knows) and waits for the reply.
+async fn start_close(ws: &mut Ws, code: u16, reason: String) -> Phase {
+    let _ = ws.close(Some(frames::close_payload(code, &reason))).await;
+    Phase::closing(Closing::ByUs {
+        code,
+        reason,
+        reply: None,
+    })
+}
+
+/// The writer stopped: after the close frame was written (the close handshake goes on), or
+/// because the client fell behind or went away.
+fn writer_stopped(end: &WriterEnd, phase: Phase) -> Phase {
+    match (end, phase) {
+        (WriterEnd::Drained, closing @ (Phase::Closing { .. } | Phase::Done(_))) => closing,
+        (WriterEnd::Drained, Phase::Open) => {
+            Phase::Done(End::ClientGone("connection ended".to_owned()))
+        }
+        (WriterEnd::Overflowed, _) => Phase::Done(End::SlowConsumer),
+        (WriterEnd::Failed(err), _) => Phase::Done(End::ClientGone(format!("write failed: {err}"))),
+    }
+}
+
+/// Ends the connection: what is queued is written (within a bounded time), a client cut off
+/// for falling behind gets its close frame directly, and after a failure the client's last
+/// bytes are read and discarded for a moment before the socket is dropped.
+async fn finish(
+    end: End,
+    mut ws: Ws,
+    written: Option<(WriterEnd, ClientWriter)>,
+    writing: std::pin::Pin<&mut impl std::future::Future<Output = (WriterEnd, ClientWriter)>>,
+    connection: &Connection,
+) -> End {
+    connection.outbox.close();
+    let writer = match written {
+        Some((_, writer)) => Some(writer),
+        None => tokio::time::timeout(FLUSH_TIMEOUT, writing)
+            .await
+            .ok()
+            .map(|(_, writer)| writer),
+    };
+    if let (End::SlowConsumer, Some(mut writer)) = (&end, writer) {
+        let mut close = [frames::close_frame(
+            code::POLICY_VIOLATION,
+            "client too slow",
+        )];
+        let _ =
+            tokio::time::timeout(FLUSH_TIMEOUT, socket::write_all(&mut writer, &mut close)).await;
+    }
+    if matches!(end, End::Failed { .. }) {
+        linger(ws.get_mut().reader()).await;
+    }
+    end
+}
+
+/// Reads and discards what the client still sends, for at most [`LINGER`].
+async fn linger(reader: &mut pump::ClientReader) {
+    let mut discard = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(read) = reader.read(&mut discard).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,153 @@
+//! The two halves of a managed WebSocket's socket.
+//!
+//! Reading: tungstenite parses the client's frames from [`ReadSide`], whose write side is the
+//! connection's outbox: the control replies tungstenite makes (pongs, the close reply, the
+//! host's own close and pings) are queued there with [`Outbox::push_control`] and are bounded
+//! with everything else, so a client that floods pings and never reads cannot grow memory.
+//!
+//! Writing: [`write_outbox`] takes what is queued in the outbox in batches and writes each batch
+//! with vectored writes, so a burst of messages or publishes costs one system call.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf as _, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
+
+use crate::session::pump::{ClientReader, ClientWriter};
+use crate::topics::{Batch, Outbox, Pushed};
+
+/// Most buffers handed to one vectored write (Linux's `IOV_MAX` is 1,024).
+const MAX_IOVECS: usize = 64;
+
+/// The socket's read half, with the outbox standing in for its write half.
+pub(crate) struct ReadSide {
+    reader: ClientReader,
+    outbox: Arc<Outbox>,
+}
+
+impl ReadSide {
+    pub(crate) fn new(reader: ClientReader, outbox: Arc<Outbox>) -> Self {
+        Self { reader, outbox }
+    }
+
+    /// The socket's read half, to drain what the client still sends after the close.
+    pub(crate) fn reader(&mut self) -> &mut ClientReader {
+        &mut self.reader
+    }
+
+    /// The connection's outbox.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.reader.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReadSide {
+    /// Queues tungstenite's bytes: one whole control frame per call (with no write buffer
+    /// configured, tungstenite writes each frame as soon as it has formatted it, and this call
+    /// always takes all of it). A close frame is queued as the last frame: nothing may follow
+    /// it. Past the outbox's room the policy applies: the frame is dropped, or the connection
+    /// is cut off and its writer closes it.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let frame = Bytes::copy_from_slice(buf);
+        let pushed = if is_close_frame(buf) {
+            self.outbox.push_final(frame)
+        } else {
+            self.outbox.push_control(frame)
+        };
+        match pushed {
+            Pushed::Queued | Pushed::Dropped => Poll::Ready(Ok(buf.len())),
+            Pushed::Closed => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Whether `bytes` start with a close frame's header (as tungstenite parses it).
+fn is_close_frame(bytes: &[u8]) -> bool {
+    let mut cursor = io::Cursor::new(bytes);
+    matches!(
+        FrameHeader::parse(&mut cursor),
+        Ok(Some((header, _))) if header.opcode == OpCode::Control(Control::Close)
+    )
+}
+
+/// How the writer stopped.
+#[derive(Debug)]
+pub(crate) enum WriterEnd {
+    /// The outbox was closed and everything queued before was written.
+    Drained,
+    /// The client fell behind past the outbox's limit under the close policy.
+    Overflowed,
+    /// Writing failed: the client is gone.
+    Failed(io::Error),
+}
+
+/// Writes what the outbox hands out until it is closed, cut off, or the socket fails.
+/// Meant to be polled to its end (it is not cancel safe: a batch may be half written).
+pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> WriterEnd {
+    loop {
+        match outbox.next_batch().await {
+            Batch::Frames(mut frames) => {
+                if let Err(err) = write_all(writer, &mut frames).await {
+                    return WriterEnd::Failed(err);
+                }
+            }
+            Batch::Overflowed => return WriterEnd::Overflowed,
+            Batch::Closed => return WriterEnd::Drained,
+        }
+    }
+}
+
+/// Writes every frame of `frames`, up to [`MAX_IOVECS`] of them per system call.
+pub(crate) async fn write_all(writer: &mut ClientWriter, frames: &mut [Bytes]) -> io::Result<()> {
+    let mut first = 0;
+    while first < frames.len() {
+        let slices: Vec<io::IoSlice<'_>> = frames
+            .iter()
+            .skip(first)
+            .take(MAX_IOVECS)
+            .map(|frame| io::IoSlice::new(frame))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        // Skip the frames written whole, then advance into a partly written one.
+        while let Some(frame) = frames.get_mut(first) {
+            if written >= frame.len() {
+                written -= frame.len();
+                first += 1;
+            } else {
+                frame.advance(written);
+                break;
+            }
+        }
+    }
+    writer.flush().await
+}
