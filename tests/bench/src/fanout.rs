@@ -14,7 +14,6 @@
 //! servers are driven the same way (an HTTP request per publish would add the host's request
 //! path, which the native servers do not have, to every round).
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::client::fanout::{self, FanoutFigures};
@@ -30,8 +29,6 @@ const WARMUP_ROUNDS: usize = 5;
 /// Quiet time after a room is emptied, so the server has closed its members before the next
 /// server (on the same core) is measured.
 const SETTLE: Duration = Duration::from_secs(2);
-/// Connections the host allows beyond the largest room.
-const CONNECTION_MARGIN: u64 = 1_024;
 /// The host's deliveries/s as a share of native's, at least, at [`TARGET_MEMBERS`].
 const RATE_TARGET: f64 = 0.8;
 /// The room size the targets are set at.
@@ -51,7 +48,9 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     let rooms = options.fanout_rooms();
     let largest = rooms.iter().copied().max().unwrap_or(0);
     let folder = plugins::folder_with(&[PLUGIN])?;
-    let mut host = host_setup(folder.path(), largest).start()?;
+    // Members hibernate soon after they join (only the publisher's events need an instance),
+    // so a room of 10,000 does not need 10,000 live instances.
+    let mut host = HostSetup::new(folder.path()).managed(largest).start()?;
     let mut native = roles::start_native_broadcast()?;
     let node = node::start(node::Script::Broadcast);
     let mut rows = Vec::new();
@@ -78,11 +77,6 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     }
     print(&rows);
     Ok(())
-}
-
-/// The host with room for `members` connections in one room.
-fn host_setup(folder: &Path, members: usize) -> HostSetup<'_> {
-    HostSetup::new(folder).limit("max-connections", members as u64 + CONNECTION_MARGIN)
 }
 
 /// One room on `server`, failing with the server's fate if it died meanwhile.

@@ -10,7 +10,6 @@
 //! client spreads them over several loopback source addresses (see `client::ws`). A count the
 //! open-files limit cannot hold is reported as not run, with the reason.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -21,12 +20,8 @@ use crate::memory::Reading;
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
-use crate::roles::{self, Gauges, HostSetup, ServerProcess};
+use crate::roles::{self, Gauges, HIBERNATE_AFTER_MS, HostSetup, ServerProcess};
 
-/// Idle time after which the benchmarked host hibernates a managed session (its
-/// `--hibernate-after-ms`): short, so a hundred thousand sessions are all hibernated soon after
-/// the last one opened.
-pub(crate) const HIBERNATE_AFTER_MS: u64 = 100;
 /// Handshakes in flight while sessions open: well under the listen backlog (`somaxconn`).
 const OPEN_CONCURRENCY: usize = 256;
 /// Sessions opened, left to hibernate and closed before the "before" reading, the same way the
@@ -42,8 +37,6 @@ const HIBERNATION_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Open files a process needs beyond one per session (runtime, pipes, stdio, plugins).
 const FD_MARGIN: u64 = 1_024;
-/// Connections the host allows beyond the sessions, for the warm-up's closing stragglers.
-const CONNECTION_MARGIN: u64 = 4_096;
 /// Per-session target at [`TARGET_SESSIONS`], in bytes.
 const TARGET_BYTES: f64 = 12.0 * 1024.0;
 /// Sessions one host process must hold.
@@ -95,7 +88,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
             });
             continue;
         }
-        let host = match host_setup(folder.path(), sessions).start() {
+        let host = match HostSetup::new(folder.path()).managed(sessions).start() {
             Ok(host) => measure(host, sessions, true).await,
             Err(err) => Err(err),
         };
@@ -111,14 +104,6 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     }
     print(&counts);
     Ok(())
-}
-
-/// The host for `sessions` managed sessions: hibernating soon, with room for them all.
-fn host_setup(folder: &Path, sessions: usize) -> HostSetup<'_> {
-    let sessions = sessions as u64;
-    HostSetup::new(folder)
-        .limit("hibernate-after-ms", HIBERNATE_AFTER_MS)
-        .limit("max-connections", sessions + CONNECTION_MARGIN)
 }
 
 /// Opens the sessions against `server` and reads its RSS before and after (for the host, after
@@ -174,7 +159,7 @@ pub(crate) async fn wait_hibernated(host: &mut ServerProcess) -> anyhow::Result<
     let started = Instant::now();
     loop {
         let gauges = Gauges::of(host)?;
-        if gauges.instances() == 0 {
+        if gauges.all_hibernated() {
             return Ok(started.elapsed());
         }
         if started.elapsed() > HIBERNATION_TIMEOUT {

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use crate::client::ws::{self, EchoMessage};
-use crate::hibernated::{HIBERNATE_AFTER_MS, wait_hibernated};
+use crate::hibernated::wait_hibernated;
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
-use crate::roles::HostSetup;
+use crate::roles::{HIBERNATE_AFTER_MS, HostSetup};
 
 /// Round trips timed on each session right after the one that woke it.
 const WARM_ROUND_TRIPS: usize = 3;
@@ -25,10 +25,8 @@ const TARGET: Duration = Duration::from_micros(100);
 pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     report::heading(Section::Wake.title());
     let folder = plugins::folder_with(&["echo"])?;
-    let mut host = HostSetup::new(folder.path())
-        .limit("hibernate-after-ms", HIBERNATE_AFTER_MS)
-        .start()?;
     let sessions = options.wake_sessions();
+    let mut host = HostSetup::new(folder.path()).managed(sessions).start()?;
     let cycles = options.wake_cycles();
     let mut sockets = ws::open_idle(host.addr(), "/echo", sessions, OPEN_CONCURRENCY).await?;
     let message = EchoMessage::new(ws::IDLE_MESSAGE_SIZE);

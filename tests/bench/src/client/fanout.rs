@@ -8,12 +8,6 @@
 //! the current round's message. A message of an earlier round (one a slow joiner missed during
 //! the first, synchronising rounds) is counted as stale and otherwise ignored; anything else is
 //! an error.
-//!
-//! While rounds run, a spinning task keeps the client's runtime from sleeping in `epoll_wait`:
-//! a sleeping client is woken by the server's writes, and on this kind of VM every such wake-up
-//! is a cross-CPU interrupt the server pays for (and the client's cost per delivery nearly
-//! doubles). Spinning, the client only looks for ready sockets, so the rounds measure the
-//! server's fan-out, the same for every server.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -153,11 +147,6 @@ pub(crate) async fn fanout(
             members,
         )));
     }
-    let spinner = tokio::task::spawn_local(async {
-        loop {
-            tokio::task::yield_now().await;
-        }
-    });
     let result = async {
         let publisher = writers.first_mut().context("the room is empty")?;
         let mut number = 0;
@@ -195,7 +184,6 @@ pub(crate) async fn fanout(
         Ok(times)
     }
     .await;
-    spinner.abort();
     for task in &tasks {
         task.abort();
     }

@@ -104,9 +104,11 @@ fn answer_questions(stats: &HostStats) {
         let Ok(line) = line else { return };
         let answer = if line.trim() == STATS {
             format!(
-                "{STATS} instances={} sessions={} connections={}",
+                "{STATS} instances={} sessions={} websockets={} awake={} connections={}",
                 stats.live_instances(),
                 stats.live_sessions(),
+                stats.live_websockets(),
+                stats.awake_websockets(),
                 stats.open_connections(),
             )
         } else {
@@ -152,9 +154,10 @@ impl Gauges {
         self.0.get(name).copied().unwrap_or(0)
     }
 
-    /// Plugin instances alive: zero once every session has hibernated.
-    pub(crate) fn instances(&self) -> u64 {
-        self.get("instances")
+    /// Whether every managed WebSocket has hibernated: none is awake and no plugin instance
+    /// is alive.
+    pub(crate) fn all_hibernated(&self) -> bool {
+        self.get("awake") == 0 && self.get("instances") == 0
     }
 
     /// All of them as `name=value`, for a table note.
@@ -190,11 +193,16 @@ mod tests {
 
     #[test]
     fn gauges_are_read_from_the_answer() {
-        let gauges = Gauges::parse("stats instances=0 sessions=3 connections=10").unwrap();
-        assert_eq!(gauges.instances(), 0);
+        let gauges = Gauges::parse("stats instances=0 awake=0 connections=10").unwrap();
+        assert!(gauges.all_hibernated());
+        assert!(
+            !Gauges::parse("stats instances=0 awake=1")
+                .unwrap()
+                .all_hibernated()
+        );
         assert_eq!(gauges.get("connections"), 10);
         assert_eq!(gauges.get("nothing"), 0);
-        assert_eq!(gauges.label(), "connections=10 instances=0 sessions=3");
+        assert_eq!(gauges.label(), "awake=0 connections=10 instances=0");
         assert!(Gauges::parse("stats instances=x").is_none());
         assert!(Gauges::parse("other instances=1").is_none());
     }

@@ -54,6 +54,24 @@ pub(crate) const ROLE_ARG: &str = "__role";
 /// measure one configuration; a section that holds more raises what it needs on top.
 const HOST_MAX_SESSIONS: u64 = 10_500;
 
+/// Idle time after which a benchmarked host hibernates a managed WebSocket (its
+/// `--hibernate-after-ms`) in the sections that open many of them: short, so sessions that
+/// went quiet are hibernated soon after the last one opened, and the awake budget below is
+/// never reached while thousands open.
+pub(crate) const HIBERNATE_AFTER_MS: u64 = 100;
+/// Managed WebSockets that may hold an instance at once in those sections: several times what
+/// opening at the client's pace keeps awake within [`HIBERNATE_AFTER_MS`].
+const AWAKE_WEBSOCKETS: u64 = 4_096;
+/// Ping interval for clients that never answer pings (the benchmark's idle sessions are not
+/// read, and its fan-out members skip pings): longer than any section runs.
+const QUIET_CLIENT_PING_MS: u64 = 600_000;
+/// Managed WebSockets allowed beyond what a section opens (warm-up sessions still closing).
+const WEBSOCKET_MARGIN: u64 = 4_096;
+/// `handle` calls one plugin may run at once in every benchmarked host: the sections open up
+/// to 256 connections at once, and with the default (8) part of such a burst of handshakes is
+/// refused with `503` as documented. The benchmark measures sessions, not admission.
+const CONCURRENT_HANDLES: u64 = 256;
+
 /// The role that runs the host on every core.
 const HOST_ALL_CORES: &str = "host-all-cores";
 
@@ -95,6 +113,7 @@ impl<'a> HostSetup<'a> {
             limits: vec![
                 ("max-sessions", HOST_MAX_SESSIONS),
                 ("plugin-max-sessions", HOST_MAX_SESSIONS),
+                ("plugin-max-concurrent-requests", CONCURRENT_HANDLES),
             ],
         }
     }
@@ -109,6 +128,21 @@ impl<'a> HostSetup<'a> {
     pub(crate) fn cores(mut self, cores: Cores) -> Self {
         self.cores = cores;
         self
+    }
+
+    /// Room for `websockets` managed WebSockets at once, hibernating
+    /// [`HIBERNATE_AFTER_MS`] after they go quiet, and never pinging the benchmark's clients
+    /// (which do not answer).
+    pub(crate) fn managed(self, websockets: usize) -> Self {
+        let websockets = u64::try_from(websockets).unwrap_or(u64::MAX);
+        self.limit(
+            "max-websockets",
+            websockets.saturating_add(WEBSOCKET_MARGIN),
+        )
+        .limit("max-awake-websockets", AWAKE_WEBSOCKETS)
+        .limit("hibernate-after-ms", HIBERNATE_AFTER_MS)
+        .limit("ping-interval-ms", QUIET_CLIENT_PING_MS)
+        .limit("websocket-idle-timeout-ms", 2 * QUIET_CLIENT_PING_MS)
     }
 
     /// Sets the limit the binary's `--{flag}` sets (later settings win).
