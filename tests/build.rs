@@ -17,6 +17,7 @@ const PLUGINS: &[&str] = &[
     "chat",
     "kv",
     "misbehave",
+    "managed",
     "fanout",
 ];
 const WATCHED: &[&str] = &[

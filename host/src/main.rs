@@ -59,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let signals = StopSignals::listen()?;
         let mut config = HostConfig::new(args.plugins.clone(), args.listen);
         config.reload_debounce = args.reload_debounce();
+        raise_open_file_limit(args.limits.0.max_connections());
         let mut runtime = Runtime::new(&args.limits.0)?;
         let cache_dir = match (args.no_cache, args.cache_dir) {
             (true, _) => None,
@@ -77,6 +78,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
     })
+}
+
+/// File descriptors the host needs beside its connections (listener, plugin files, watcher,
+/// logs).
+const SPARE_FILES: u64 = 256;
+
+/// Raises the open-file limit to its hard limit: every connection is a file descriptor, and
+/// the usual soft limit (1,024) is far below what the connection limits allow. Warns when even
+/// the hard limit is too low for `max_connections`.
+fn raise_open_file_limit(max_connections: u32) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current != Some(hard)
+        && let Err(err) = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            },
+        )
+    {
+        tracing::warn!("could not raise the open-file limit to {hard}: {err}");
+    }
+    let needed = u64::from(max_connections).saturating_add(SPARE_FILES);
+    if let Some(files) = getrlimit(Resource::Nofile).current
+        && files < needed
+    {
+        tracing::warn!(
+            "the open-file limit is {files}, below the {needed} that --max-connections \
+             {max_connections} needs: connections past it cannot be accepted (raise `ulimit -n`)"
+        );
+    }
 }
 
 /// SIGTERM and Ctrl-C (SIGINT): the first starts the graceful shutdown, a second one during

@@ -29,6 +29,22 @@ pub fn built_plugin(name: &str) -> PathBuf {
     PathBuf::from(env!("SWITCHYARD_TEST_PLUGINS")).join(format!("{library}.wasm"))
 }
 
+/// How often [`eventually`] looks again.
+const EVENTUALLY_POLL: Duration = Duration::from_millis(10);
+
+/// Waits until `probe` holds, looking every 10 ms; panics naming `what` if it does not hold
+/// within `within`.
+pub async fn eventually(what: &str, within: Duration, mut probe: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !probe() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not true within {within:?}: {what}"
+        );
+        tokio::time::sleep(EVENTUALLY_POLL).await;
+    }
+}
+
 /// Runs `test` and fails if it takes longer than [`TEST_TIMEOUT`].
 pub async fn bounded<T>(test: impl Future<Output = T>) -> T {
     tokio::time::timeout(TEST_TIMEOUT, test)

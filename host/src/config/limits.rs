@@ -443,7 +443,7 @@ pub const PLUGIN: &[Limit<PluginLimits>] = &[
         min: 100,
         max: DAY_MS,
         what: "time a managed WebSocket's client may send nothing at all, pongs included (keep it above `ping_interval_ms`)",
-        exceeded: "close `1001` \"idle timeout\"",
+        exceeded: "close `1001` \"idle for …\"",
         set: |limits, value| limits.websocket_idle_timeout = millis(value),
     },
 ];

@@ -155,6 +155,7 @@ impl Server {
                 let live = dispatcher.stats.live_sessions();
                 tracing::info!(
                     live_sessions = live,
+                    live_websockets = dispatcher.stats.live_websockets(),
                     "asked again to stop: ending the drain now"
                 );
                 dispatcher.sessions.shutdown.cancel();
@@ -307,6 +308,7 @@ async fn drain(
     let live = dispatcher.stats.live_sessions();
     tracing::info!(
         live_sessions = live,
+        live_websockets = dispatcher.stats.live_websockets(),
         "stopped accepting connections; draining for up to {drain_timeout:?}"
     );
     stop_connections.cancel();
@@ -321,7 +323,8 @@ async fn drain(
         let live = dispatcher.stats.live_sessions();
         tracing::info!(
             live_sessions = live,
-            "drain timeout passed; closing live sessions"
+            live_websockets = dispatcher.stats.live_websockets(),
+            "drain timeout passed; closing live sessions and managed WebSockets (1001)"
         );
         sessions.shutdown.cancel();
         // Sessions end within their shutdown grace; connections still reading a request

@@ -178,6 +178,17 @@ impl Outbox {
     /// Waits until there is something for the writer, then hands out everything queued.
     /// Cancel safe: nothing is taken out of the queue until the wait is over.
     pub async fn next_batch(&self) -> Batch {
+        let mut frames = VecDeque::new();
+        match self.next_batch_into(&mut frames).await {
+            Some(ended) => ended,
+            None => Batch::Frames(frames.into()),
+        }
+    }
+
+    /// Like [`Outbox::next_batch`], but swaps the queued frames into `frames` (which must be
+    /// empty), so the writer's buffer and the queue's are reused instead of allocated per
+    /// batch. `None` when frames were handed out; otherwise why there are none any more.
+    pub async fn next_batch_into(&self, frames: &mut VecDeque<Bytes>) -> Option<Batch> {
         loop {
             // Registered before the check, so a push between the check and the wait still
             // wakes this writer.
@@ -185,15 +196,30 @@ impl Outbox {
             {
                 let mut state = self.lock();
                 if state.overflowed {
-                    return Batch::Overflowed;
+                    return Some(Batch::Overflowed);
                 }
                 if !state.frames.is_empty() {
                     state.bytes = 0;
-                    return Batch::Frames(state.frames.drain(..).collect());
+                    std::mem::swap(&mut state.frames, frames);
+                    return None;
                 }
                 if state.closed {
-                    return Batch::Closed;
+                    return Some(Batch::Closed);
                 }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the outbox is cut off for falling behind (under [`Overflow::Close`]), so a
+    /// writer blocked on a client that does not read can give up. Meant for the writer while
+    /// it writes a batch, when it is not waiting in [`Outbox::next_batch`] (both wait for the
+    /// same wake-up).
+    pub async fn overflowed(&self) {
+        loop {
+            let notified = self.ready.notified();
+            if self.lock().overflowed {
+                return;
             }
             notified.await;
         }

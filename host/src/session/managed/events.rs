@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use crate::engine::bindings::Message;
-use crate::engine::cpu::{CpuExceeded, Metered, SessionCpu};
+use crate::engine::cpu::{CpuExceeded, SessionCpu, metered};
 use crate::http::admission::HostStats;
 use crate::http::gauge::GaugeGuard;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::plugins::registry::Registry;
 use crate::session::managed::imports::RealtimeCtx;
-use crate::session::managed::registry::PluginScope;
+use crate::session::managed::registry::{Connection, PluginScope};
 use crate::topics::ConnectionId;
 
 /// Why an event could not be delivered; the connection is closed with [`EventFailure::code`].
@@ -117,6 +117,8 @@ pub(crate) struct Guest {
     plugin: Arc<LoadedPlugin>,
     awake: Option<Awake>,
     scope: Arc<PluginScope>,
+    /// The connection whose events these are: each of its instances reaches it directly.
+    connection: Arc<Connection>,
     /// The connection's CPU clock, across all its instances.
     cpu: Arc<SessionCpu>,
     wake: Arc<WakeContext>,
@@ -129,6 +131,7 @@ impl Guest {
         mut instance: PluginInstance,
         slot: GaugeGuard,
         scope: Arc<PluginScope>,
+        connection: Arc<Connection>,
         wake: Arc<WakeContext>,
     ) -> Self {
         let limits = plugin.limits();
@@ -136,7 +139,9 @@ impl Guest {
             limits.session_cpu_budget,
             limits.run_cpu_limit,
         ));
-        instance.store.data_mut().cpu.start_session(cpu.clone());
+        let state = instance.store.data_mut();
+        state.cpu.start_session(cpu.clone());
+        state.realtime.set_own(connection.clone());
         Self {
             plugin,
             awake: Some(Awake {
@@ -144,6 +149,7 @@ impl Guest {
                 _slot: slot,
             }),
             scope,
+            connection,
             cpu,
             wake,
         }
@@ -175,7 +181,7 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = Metered::new(events.call_on_open(&mut instance.store, id), cpu).await;
+        let called = metered(events.call_on_open(&mut instance.store, id), &cpu).await;
         self.finish(EVENT, called)
     }
 
@@ -189,9 +195,9 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = Metered::new(
+        let called = metered(
             events.call_on_message(&mut instance.store, id, message),
-            cpu,
+            &cpu,
         )
         .await;
         self.finish(EVENT, called)
@@ -208,9 +214,9 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = Metered::new(
+        let called = metered(
             events.call_on_close(&mut instance.store, id, code, reason),
-            cpu,
+            &cpu,
         )
         .await;
         self.finish(EVENT, called)
@@ -286,11 +292,9 @@ impl Guest {
                 });
             }
         };
-        instance
-            .store
-            .data_mut()
-            .cpu
-            .start_session(self.cpu.clone());
+        let state = instance.store.data_mut();
+        state.cpu.start_session(self.cpu.clone());
+        state.realtime.set_own(self.connection.clone());
         if current.version() != self.plugin.version() {
             tracing::debug!(
                 from = %self.plugin.version(),

@@ -21,6 +21,9 @@ pub(crate) struct RealtimeCtx {
     /// The plugin's scope; `None` for an instance the host only checks (at load), whose
     /// calls then find no connection and publish to nobody.
     scope: Option<Arc<PluginScope>>,
+    /// The connection this instance runs the events of, if any: reached without a lookup,
+    /// since a plugin mostly answers the connection whose event it is handling.
+    own: Option<Arc<Connection>>,
     /// What this instance's version may publish.
     max_message_bytes: usize,
     max_topic_bytes: usize,
@@ -31,12 +34,23 @@ impl RealtimeCtx {
     pub(crate) fn new(scope: Arc<PluginScope>, limits: &PluginLimits) -> Self {
         Self {
             scope: Some(scope),
+            own: None,
             max_message_bytes: limits.max_message_bytes,
             max_topic_bytes: limits.max_topic_bytes,
         }
     }
 
+    /// Makes this instance the one that runs `connection`'s events.
+    pub(crate) fn set_own(&mut self, connection: Arc<Connection>) {
+        self.own = Some(connection);
+    }
+
     fn connection(&self, id: ConnectionId) -> Result<Arc<Connection>, GuestError> {
+        if let Some(own) = self.own.as_ref().filter(|own| own.id == id) {
+            // Still open: a closed connection's outbox refuses, so its own instance sees it
+            // as unknown like everyone else.
+            return Ok(own.clone());
+        }
         self.scope
             .as_ref()
             .and_then(|scope| scope.get(id))
@@ -89,6 +103,9 @@ impl connections::Host for RealtimeCtx {
         reason: String,
     ) -> Result<(), GuestError> {
         let connection = self.connection(connection)?;
+        if connection.outbox.is_closed() {
+            return Err(GuestError::UnknownConnection);
+        }
         if !frames::is_sendable_close_code(code) {
             return Err(GuestError::InvalidCloseCode);
         }

@@ -110,8 +110,9 @@ enum End {
     ClientGone(String),
     /// The host failed the connection (`code`, `reason`), e.g. a protocol error.
     Failed { code: u16, reason: String },
-    /// The client fell behind past its outbound buffer.
-    SlowConsumer,
+    /// The client fell behind past its outbound buffer; `clean` when a close frame can still
+    /// be sent (no frame was left half written).
+    SlowConsumer { clean: bool },
     /// The plugin failed; no more events.
     PluginFailed(EventFailure),
     /// The `101` was never handed over.
@@ -141,6 +142,7 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
         instance,
         awake_slot,
         scope.clone(),
+        connection.clone(),
         hooks.wake.clone(),
     );
     let mut traffic = Traffic {
@@ -254,7 +256,7 @@ fn log_end(end: &End, connection: &Connection, traffic: &Traffic, guest: &Guest)
                 "connection failed by the host ({code} {reason})"
             )
         }
-        End::SlowConsumer => closed!(
+        End::SlowConsumer { .. } => closed!(
             warn,
             code = code::POLICY_VIOLATION,
             "connection cut off: the client fell behind past its outbound buffer (1008)"
@@ -382,10 +384,11 @@ impl Session<'_> {
                 }
                 // Cancel safety: `WebSocketStream::next` keeps partial frames (documented).
                 received = ws.next() => {
-                    clock.last_received = Instant::now();
+                    let now = Instant::now();
+                    clock.last_received = now;
                     clock.pinged = false;
                     phase = match phase {
-                        Phase::Open => on_received(received, &mut ws, guest, id, traffic, &mut clock).await,
+                        Phase::Open => on_received(received, &mut ws, guest, id, traffic, &mut clock, now).await,
                         Phase::Closing { how, deadline } => closing_received(received, how, deadline, &mut ws),
                         done @ Phase::Done(_) => done,
                     };
@@ -466,6 +469,7 @@ async fn on_received(
     id: u64,
     traffic: &mut Traffic,
     clock: &mut Clock,
+    now: Instant,
 ) -> Phase {
     let message = match received {
         Some(Ok(WsMessage::Text(text))) => Message::Text(text.as_str().to_owned()),
@@ -483,7 +487,7 @@ async fn on_received(
         None => return Phase::Done(End::ClientGone("connection ended".to_owned())),
     };
     traffic.messages_in += 1;
-    clock.last_event = Instant::now();
+    clock.last_event = now;
     match guest.on_message(id, &message).await {
         Ok(()) => Phase::Open,
         Err(failure) => fail_plugin(ws, failure).await,
@@ -579,7 +583,7 @@ fn writer_stopped(end: &WriterEnd, phase: Phase) -> Phase {
         (WriterEnd::Drained, Phase::Open) => {
             Phase::Done(End::ClientGone("connection ended".to_owned()))
         }
-        (WriterEnd::Overflowed, _) => Phase::Done(End::SlowConsumer),
+        (WriterEnd::Overflowed { clean }, _) => Phase::Done(End::SlowConsumer { clean: *clean }),
         (WriterEnd::Failed(err), _) => Phase::Done(End::ClientGone(format!("write failed: {err}"))),
     }
 }
@@ -602,11 +606,11 @@ async fn finish(
             .ok()
             .map(|(_, writer)| writer),
     };
-    if let (End::SlowConsumer, Some(mut writer)) = (&end, writer) {
-        let mut close = [frames::close_frame(
+    if let (End::SlowConsumer { clean: true }, Some(mut writer)) = (&end, writer) {
+        let mut close = std::collections::VecDeque::from([frames::close_frame(
             code::POLICY_VIOLATION,
             "client too slow",
-        )];
+        )]);
         let _ =
             tokio::time::timeout(FLUSH_TIMEOUT, socket::write_all(&mut writer, &mut close)).await;
     }

@@ -8,6 +8,7 @@
 //! Writing: [`write_outbox`] takes what is queued in the outbox in batches and writes each batch
 //! with vectored writes, so a burst of messages or publishes costs one system call.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -102,47 +103,61 @@ fn is_close_frame(bytes: &[u8]) -> bool {
 pub(crate) enum WriterEnd {
     /// The outbox was closed and everything queued before was written.
     Drained,
-    /// The client fell behind past the outbox's limit under the close policy.
-    Overflowed,
+    /// The client fell behind past the outbox's limit under the close policy. `clean` when no
+    /// frame was left half written, so a close frame may still follow.
+    Overflowed { clean: bool },
     /// Writing failed: the client is gone.
     Failed(io::Error),
 }
 
-/// Writes what the outbox hands out until it is closed, cut off, or the socket fails.
+/// Writes what the outbox hands out until it is closed, cut off, or the socket fails. A write
+/// blocked on a client that does not read is abandoned as soon as the outbox is cut off.
 /// Meant to be polled to its end (it is not cancel safe: a batch may be half written).
 pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> WriterEnd {
+    // Swapped with the outbox's queue for every batch: no allocation per batch.
+    let mut frames = VecDeque::new();
     loop {
-        match outbox.next_batch().await {
-            Batch::Frames(mut frames) => {
-                if let Err(err) = write_all(writer, &mut frames).await {
+        if let Some(ended) = outbox.next_batch_into(&mut frames).await {
+            return match ended {
+                Batch::Overflowed => WriterEnd::Overflowed { clean: true },
+                Batch::Closed | Batch::Frames(_) => WriterEnd::Drained,
+            };
+        }
+        tokio::select! {
+            written = write_all(writer, &mut frames) => {
+                if let Err(err) = written {
                     return WriterEnd::Failed(err);
                 }
             }
-            Batch::Overflowed => return WriterEnd::Overflowed,
-            Batch::Closed => return WriterEnd::Drained,
+            () = outbox.overflowed() => return WriterEnd::Overflowed { clean: false },
         }
     }
 }
 
-/// Writes every frame of `frames`, up to [`MAX_IOVECS`] of them per system call.
-pub(crate) async fn write_all(writer: &mut ClientWriter, frames: &mut [Bytes]) -> io::Result<()> {
-    let mut first = 0;
-    while first < frames.len() {
-        let slices: Vec<io::IoSlice<'_>> = frames
-            .iter()
-            .skip(first)
-            .take(MAX_IOVECS)
-            .map(|frame| io::IoSlice::new(frame))
-            .collect();
-        let mut written = writer.write_vectored(&slices).await?;
+/// Writes every frame of `frames` (and empties it), up to [`MAX_IOVECS`] of them per system
+/// call.
+pub(crate) async fn write_all(
+    writer: &mut ClientWriter,
+    frames: &mut VecDeque<Bytes>,
+) -> io::Result<()> {
+    while !frames.is_empty() {
+        let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for (slot, frame) in slices.iter_mut().zip(frames.iter()) {
+            *slot = io::IoSlice::new(frame);
+            count += 1;
+        }
+        let mut written = writer
+            .write_vectored(slices.get(..count).unwrap_or_default())
+            .await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        // Skip the frames written whole, then advance into a partly written one.
-        while let Some(frame) = frames.get_mut(first) {
+        // Drop the frames written whole, then advance into a partly written one.
+        while let Some(frame) = frames.front_mut() {
             if written >= frame.len() {
                 written -= frame.len();
-                first += 1;
+                frames.pop_front();
             } else {
                 frame.advance(written);
                 break;
