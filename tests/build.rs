@@ -18,6 +18,7 @@ const PLUGINS: &[&str] = &[
     "kv",
     "misbehave",
     "managed",
+    "fanout",
 ];
 const WATCHED: &[&str] = &[
     "guest-sdk",

@@ -1,6 +1,6 @@
 //! Where processes run: the load client on one core, every server on the other, so neither
 //! steals the other's CPU and the figures compare servers on equal footing. Also raises the
-//! open-file limit for the ten thousand idle sessions.
+//! open-file limit for the hundred thousand idle sessions.
 
 use anyhow::Context as _;
 use nix::sched::{CpuSet, sched_setaffinity};
@@ -61,17 +61,35 @@ pub(crate) fn online_cpus() -> usize {
         .max(1)
 }
 
-/// Raises the soft limit on open files to the hard limit. Servers inherit it, and the
-/// memory section keeps ten thousand sockets open on each side.
-pub(crate) fn raise_fd_limit() -> anyhow::Result<()> {
+/// Raises the limit on open files so this process and the servers it starts (which inherit it)
+/// can hold `wanted` each: the soft limit to the hard one, and the hard one too if it is lower
+/// than `wanted` (up to the kernel's `fs.nr_open`), which needs root with `CAP_SYS_RESOURCE`.
+/// Where the hard limit cannot be raised the soft one still is; the sections that need more
+/// then say so. Returns the soft limit in force.
+pub(crate) fn raise_fd_limit(wanted: u64) -> anyhow::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("reading RLIMIT_NOFILE")?;
+    let ceiling = read_u64("/proc/sys/fs/nr_open").unwrap_or(hard);
+    let target = wanted.min(ceiling);
+    if hard < target && setrlimit(Resource::RLIMIT_NOFILE, target, target).is_ok() {
+        return Ok(target);
+    }
     if soft < hard {
         setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising RLIMIT_NOFILE")?;
     }
-    Ok(())
+    Ok(fd_limit())
+}
+
+/// A number in a `/proc` file.
+fn read_u64(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// The soft limit on open files, to tell the user why a large section cannot run.
 pub(crate) fn fd_limit() -> u64 {
-    getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft)
+    fd_limits().0
+}
+
+/// The soft and hard limits on open files.
+pub(crate) fn fd_limits() -> (u64, u64) {
+    getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((0, 0))
 }

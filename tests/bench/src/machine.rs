@@ -1,5 +1,6 @@
-//! What the figures were taken on: CPU, cores, kernel, the kernel limit that caps sessions, the
-//! commit, and how the run was set up. Printed first, so a pasted table carries its context.
+//! What the figures were taken on: CPU, cores, kernel, the kernel limits that cap sessions
+//! (mappings, open files, listen backlog, ephemeral ports), the commit, and how the run was set
+//! up. Printed first, so a pasted table carries its context.
 
 use std::process::Command;
 
@@ -16,7 +17,16 @@ pub(crate) fn print(options: &Options) {
             "vm.max_map_count",
             read_trimmed("/proc/sys/vm/max_map_count"),
         ),
-        ("open files limit", affinity::fd_limit().to_string()),
+        ("open files limit", open_files()),
+        ("fs.nr_open", read_trimmed("/proc/sys/fs/nr_open")),
+        (
+            "net.core.somaxconn",
+            read_trimmed("/proc/sys/net/core/somaxconn"),
+        ),
+        (
+            "ephemeral ports",
+            read_trimmed("/proc/sys/net/ipv4/ip_local_port_range").replace('\t', "–"),
+        ),
         ("commit", git_commit()),
         ("run", run_line(options)),
     ];
@@ -43,6 +53,16 @@ fn run_line(options: &Options) -> String {
         options.measure.as_secs(),
         options.warmup().as_millis(),
     )
+}
+
+/// The soft limit, and the hard one when it differs.
+fn open_files() -> String {
+    let (soft, hard) = affinity::fd_limits();
+    if soft == hard {
+        soft.to_string()
+    } else {
+        format!("{soft} (hard {hard})")
+    }
 }
 
 fn cpu_model() -> String {

@@ -10,15 +10,19 @@
 //! # Layout
 //! - `options`: the command line and the plan it selects (durations, counts).
 //! - `affinity`: pinning processes to CPUs and raising the file descriptor limit.
-//! - `roles`: the server processes (host, native echo, native hello, Node `ws`) and their
-//!   handles.
-//! - `client`: the load generators (WebSocket echo, HTTP GET) and latency summaries.
-//! - `matrix`, `memory`, `instantiate`, `reload`, `startup`: one section each.
+//! - `roles`: the server processes (host, native echo, native broadcast, native hello, Node
+//!   `ws` echo and broadcast) and their handles.
+//! - `client`: the load generators (WebSocket echo, fan-out rooms, HTTP GET), idle sessions
+//!   spread over several loopback source addresses, and latency summaries.
+//! - `matrix`, `memory`, `hibernated`, `fanout`, `wake`, `instantiate`, `reload`, `startup`:
+//!   one section each.
 //! - `report`: tables and number formatting; `machine`: what the figures were taken on.
 //! - `plugins`: the plugins folder each host serves.
 
 mod affinity;
 mod client;
+mod fanout;
+mod hibernated;
 mod instantiate;
 mod machine;
 mod matrix;
@@ -29,6 +33,7 @@ mod reload;
 mod report;
 mod roles;
 mod startup;
+mod wake;
 
 use std::process::ExitCode;
 
@@ -65,8 +70,8 @@ fn main() -> ExitCode {
 fn run(options: &Options) -> anyhow::Result<bool> {
     // The client is measured on its own core, away from the servers on the other.
     affinity::pin_this_process(affinity::CLIENT_CPU)?;
-    // Ten thousand idle sessions need ten thousand sockets here and in the server.
-    affinity::raise_fd_limit()?;
+    // A hundred thousand idle sessions need as many sockets here and in the server.
+    affinity::raise_fd_limit(options.files_needed())?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -80,6 +85,9 @@ fn run(options: &Options) -> anyhow::Result<bool> {
                     match section {
                         Section::Matrix => matrix::run(options).await,
                         Section::Memory => memory::run(options).await,
+                        Section::Hibernated => hibernated::run(options).await,
+                        Section::Fanout => fanout::run(options).await,
+                        Section::Wake => wake::run(options).await,
                         Section::Instantiate => instantiate::run(options).await,
                         Section::Reload => reload::run(options).await,
                         Section::Startup => startup::run(options).await,

@@ -1,5 +1,6 @@
-//! The command line (`--quick`, `--seconds N`, `--only …`) and the plan it selects: how long
-//! each load runs and how many sessions, iterations and runs each section uses.
+//! The command line (`--quick`, `--seconds N`, `--only …`, `--sessions …`) and the plan it
+//! selects: how long each load runs and how many sessions, members, iterations and runs each
+//! section uses.
 
 use std::time::Duration;
 
@@ -7,24 +8,40 @@ use anyhow::{Context as _, bail};
 
 /// What `--help` prints.
 pub(crate) const USAGE: &str = "\
-usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]]
+usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]] [--sessions N[,N…]]
 
-  --quick        a short smoke run: 1 s per load, fewer sessions, iterations and runs
-  --seconds N    measured seconds per load (default 5; 1 with --quick)
-  --only LIST    run only these sections: matrix, memory, instantiate, reload, startup";
+  --quick          a short smoke run: 1 s per load, fewer sessions, iterations and runs
+  --seconds N      measured seconds per load (default 5; 1 with --quick)
+  --only LIST      run only these sections: matrix, memory, hibernated, fanout, wake,
+                   instantiate, reload, startup
+  --sessions LIST  hibernated session counts to measure (default 10000,100000;
+                   1000,5000 with --quick)";
 
 /// Measured seconds per load row unless `--seconds` says otherwise.
 const DEFAULT_SECONDS: u64 = 5;
 /// Longest `--seconds` accepted, so a typo cannot start an hour-long run.
 const MAX_SECONDS: u64 = 120;
+/// Hibernated session counts measured unless `--sessions` says otherwise: the issue's two.
+const HIBERNATED_SESSIONS: [usize; 2] = [10_000, 100_000];
+/// The same for `--quick`.
+const QUICK_HIBERNATED_SESSIONS: [usize; 2] = [1_000, 5_000];
+/// Most sessions `--sessions` accepts for one count: a million is what the kernel's
+/// `fs.nr_open` allows one process here, and far past what one load client can open in time.
+const MAX_SESSIONS: usize = 1_000_000;
 
 /// One part of the benchmark, printed as its own table(s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Section {
     /// WebSocket echo: plugin vs native vs Node.
     Matrix,
-    /// Memory per idle upgraded session.
+    /// Memory per idle upgraded (raw) session.
     Memory,
+    /// Memory per hibernated managed session, at 10,000 and 100,000 sessions.
+    Hibernated,
+    /// One publish to every member of a room of 1,000 and of 10,000.
+    Fanout,
+    /// The first message after hibernation against a warm session's.
+    Wake,
     /// Instantiate + `handle`, and plain HTTP requests/s.
     Instantiate,
     /// Hot-reload latency.
@@ -34,9 +51,12 @@ pub(crate) enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 8] = [
         Section::Matrix,
         Section::Memory,
+        Section::Hibernated,
+        Section::Fanout,
+        Section::Wake,
         Section::Instantiate,
         Section::Reload,
         Section::Startup,
@@ -46,6 +66,9 @@ impl Section {
         match self {
             Section::Matrix => "matrix",
             Section::Memory => "memory",
+            Section::Hibernated => "hibernated",
+            Section::Fanout => "fanout",
+            Section::Wake => "wake",
             Section::Instantiate => "instantiate",
             Section::Reload => "reload",
             Section::Startup => "startup",
@@ -55,11 +78,14 @@ impl Section {
     /// The heading its table is printed under.
     pub(crate) fn title(self) -> &'static str {
         match self {
-            Section::Matrix => "1. WebSocket echo",
-            Section::Memory => "2. Memory per idle upgraded session",
-            Section::Instantiate => "3. Instantiate + handle, plain HTTP",
-            Section::Reload => "4. Hot reload",
-            Section::Startup => "5. Start-up to first served request",
+            Section::Matrix => "1. WebSocket echo: managed and raw plugin, native, Node",
+            Section::Memory => "2. Memory per idle upgraded (raw) session",
+            Section::Hibernated => "3. Memory per hibernated managed session",
+            Section::Fanout => "4. Fan-out: one publish to every member of a room",
+            Section::Wake => "5. First message after hibernation",
+            Section::Instantiate => "6. Instantiate + handle, plain HTTP",
+            Section::Reload => "7. Hot reload",
+            Section::Startup => "8. Start-up to first served request",
         }
     }
 }
@@ -72,6 +98,7 @@ pub(crate) struct Options {
     /// Measured time per load row.
     pub(crate) measure: Duration,
     only: Option<Vec<Section>>,
+    sessions: Option<Vec<usize>>,
 }
 
 impl Options {
@@ -80,6 +107,7 @@ impl Options {
         let mut quick = false;
         let mut seconds = None;
         let mut only = None;
+        let mut sessions = None;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -98,6 +126,10 @@ impl Options {
                     let list = args.next().context("--only needs a list of sections")?;
                     only = Some(parse_sections(list)?);
                 }
+                "--sessions" => {
+                    let list = args.next().context("--sessions needs a list of counts")?;
+                    sessions = Some(parse_counts(list)?);
+                }
                 "-h" | "--help" => return Ok(None),
                 other => bail!("unknown argument {other:?}"),
             }
@@ -107,6 +139,7 @@ impl Options {
             quick,
             measure: Duration::from_secs(seconds),
             only,
+            sessions,
         }))
     }
 
@@ -130,6 +163,75 @@ impl Options {
     /// Idle sessions opened for the memory figure.
     pub(crate) fn idle_sessions(&self) -> usize {
         if self.quick { 1_000 } else { 10_000 }
+    }
+
+    /// Hibernated session counts to measure, smallest first.
+    pub(crate) fn hibernated_sessions(&self) -> Vec<usize> {
+        let mut counts = self.sessions.clone().unwrap_or_else(|| {
+            if self.quick {
+                QUICK_HIBERNATED_SESSIONS.to_vec()
+            } else {
+                HIBERNATED_SESSIONS.to_vec()
+            }
+        });
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    }
+
+    /// Open files this run needs in the client and in each server: one per session of the
+    /// largest section, plus room for everything else a process opens.
+    pub(crate) fn files_needed(&self) -> u64 {
+        /// Files beyond one per session: runtime, pipes, stdio, the plugins folder.
+        const MARGIN: u64 = 1_024;
+        let sections = self.sections();
+        let hibernated = if sections.contains(&Section::Hibernated) {
+            self.hibernated_sessions().into_iter().max().unwrap_or(0)
+        } else {
+            0
+        };
+        let fanout = if sections.contains(&Section::Fanout) {
+            self.fanout_rooms().into_iter().max().unwrap_or(0)
+        } else {
+            0
+        };
+        let memory = if sections.contains(&Section::Memory) {
+            self.idle_sessions()
+        } else {
+            0
+        };
+        let most = hibernated.max(fanout).max(memory);
+        u64::try_from(most)
+            .unwrap_or(u64::MAX)
+            .saturating_add(MARGIN)
+    }
+
+    /// Members of the rooms the fan-out section measures, one room each.
+    pub(crate) fn fanout_rooms(&self) -> Vec<usize> {
+        if self.quick {
+            vec![100, 1_000]
+        } else {
+            vec![1_000, 10_000]
+        }
+    }
+
+    /// Measured publishes per room (each waits for its last delivery before the next).
+    pub(crate) fn fanout_rounds(&self, members: usize) -> usize {
+        match (self.quick, members > 1_000) {
+            (true, _) => 20,
+            (false, false) => 200,
+            (false, true) => 100,
+        }
+    }
+
+    /// Sessions whose first message after hibernation is timed, each once per cycle.
+    pub(crate) fn wake_sessions(&self) -> usize {
+        if self.quick { 100 } else { 300 }
+    }
+
+    /// Times every session of the wake section is left to hibernate and woken again.
+    pub(crate) fn wake_cycles(&self) -> usize {
+        if self.quick { 1 } else { 3 }
     }
 
     /// Measured instantiate + `handle` iterations.
@@ -160,6 +262,21 @@ fn parse_sections(list: &str) -> anyhow::Result<Vec<Section>> {
         .collect()
 }
 
+fn parse_counts(list: &str) -> anyhow::Result<Vec<usize>> {
+    list.split(',')
+        .map(|count| {
+            let count = count.trim().replace('_', "");
+            let value: usize = count
+                .parse()
+                .with_context(|| format!("session count {count:?} is not a whole number"))?;
+            if !(1..=MAX_SESSIONS).contains(&value) {
+                bail!("a session count must be between 1 and {MAX_SESSIONS}");
+            }
+            Ok(value)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,7 +290,9 @@ mod tests {
     fn defaults_and_quick() {
         let full = parse(&[]).unwrap().unwrap();
         assert_eq!(full.measure, Duration::from_secs(5));
-        assert_eq!(full.sections().len(), 5);
+        assert_eq!(full.sections().len(), 8);
+        assert_eq!(full.hibernated_sessions(), vec![10_000, 100_000]);
+        assert!(full.files_needed() > 100_000);
         let quick = parse(&["--quick"]).unwrap().unwrap();
         assert_eq!(quick.measure, Duration::from_secs(1));
         let longer = parse(&["--quick", "--seconds", "3"]).unwrap().unwrap();
@@ -188,5 +307,19 @@ mod tests {
         assert!(parse(&["--seconds", "0"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn sessions_list_and_the_files_it_needs() {
+        let options = parse(&["--only", "hibernated", "--sessions", "20_000,5000,5000"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.hibernated_sessions(), vec![5_000, 20_000]);
+        assert!((20_000..30_000).contains(&options.files_needed()));
+        let matrix_only = parse(&["--only", "matrix"]).unwrap().unwrap();
+        assert!(matrix_only.files_needed() < 10_000);
+        assert!(parse(&["--sessions", "0"]).is_err());
+        assert!(parse(&["--sessions", "ten"]).is_err());
+        assert!(parse(&["--sessions"]).is_err());
     }
 }

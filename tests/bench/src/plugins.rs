@@ -1,5 +1,5 @@
-//! The plugins folder a benchmarked host serves: a fresh temporary folder holding the `echo`
-//! and `hello` plugins the test harness built from source.
+//! The plugins folder a benchmarked host serves: a fresh temporary folder holding plugins the
+//! test harness built from source (`echo` and `hello` unless a section asks for others).
 
 use std::path::{Path, PathBuf};
 
@@ -22,11 +22,18 @@ pub(crate) fn built(name: &str) -> anyhow::Result<PathBuf> {
 
 /// A new temporary folder with `echo.wasm` and `hello.wasm`; removed when dropped.
 pub(crate) fn folder() -> anyhow::Result<TempDir> {
+    folder_with(SERVED)
+}
+
+/// A new temporary folder with the plugins `names` (workspace names: `echo-raw` is built as
+/// `echo_raw.wasm` and installed as `echo-raw.wasm`, so it serves `/echo-raw`); removed when
+/// dropped.
+pub(crate) fn folder_with(names: &[&str]) -> anyhow::Result<TempDir> {
     let dir = tempfile::Builder::new()
         .prefix("switchyard-bench-")
         .tempdir()
         .context("creating a temporary plugins folder")?;
-    for name in SERVED {
+    for name in names {
         install(dir.path(), name, name)?;
     }
     Ok(dir)

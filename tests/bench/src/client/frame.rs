@@ -27,6 +27,11 @@ pub(super) fn binary(payload: &[u8]) -> Vec<u8> {
     client_frame(BINARY, payload)
 }
 
+/// A text message framed as a client must send it (masked).
+pub(super) fn text(payload: &str) -> Vec<u8> {
+    client_frame(TEXT, payload.as_bytes())
+}
+
 /// A close frame with status 1000.
 pub(super) fn close() -> Vec<u8> {
     client_frame(CLOSE, &NORMAL_CLOSURE.to_be_bytes())
@@ -134,6 +139,7 @@ mod tests {
             .map(|(byte, key)| byte ^ key)
             .collect();
         assert_eq!(unmasked, b"hello");
+        assert_eq!(text("hi")[..2], [0x81, 0x80 | 2]);
     }
 
     #[tokio::test]

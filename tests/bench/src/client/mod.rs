@@ -5,9 +5,12 @@
 //!
 //! - `schedule`: the warm-up and measured window every load shares.
 //! - `stats`: the latency histogram and what is printed from it.
-//! - `ws`: WebSocket echo load and idle sessions; `frame`: the framing they need.
+//! - `ws`: WebSocket echo load, idle and quiet sessions spread over loopback source addresses;
+//!   `frame`: the framing they need.
+//! - `fanout`: a room of members timed from one publish to its last delivery.
 //! - `http`: keep-alive GET load and one-off requests.
 
+pub(crate) mod fanout;
 mod frame;
 pub(crate) mod http;
 mod schedule;

@@ -2,14 +2,17 @@
 //! a hidden role argument (or Node, through the `pin-exec` role), pinned to the server core,
 //! and prints the address it listens on as its first line of output.
 //!
-//! - `host`: Switchyard serving `echo` and `hello`.
+//! - `host`: Switchyard serving a plugins folder, limits set by flag name ([`HostSetup`]).
 //! - `host-all-cores`: the same, unpinned with a worker per core, as the binary runs: for the
 //!   hot-reload section, which times compiling, and Switchyard spreads that over every core.
 //! - `native-echo`: tokio-tungstenite echo, the physical limit for WebSocket echo.
+//! - `native-broadcast`: tokio-tungstenite rooms that frame a message once and write it to
+//!   every member, the physical limit for fan-out.
 //! - `native-hello`: hyper answering what `hello` answers, the limit for plain HTTP.
-//! - `pin-exec`: pins itself, then becomes another program (Node's `ws` server).
+//! - `pin-exec`: pins itself, then becomes another program (Node's `ws` servers).
 
 mod host;
+mod native_broadcast;
 mod native_echo;
 mod native_hello;
 pub(crate) mod node;
@@ -17,13 +20,14 @@ mod process;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
 
 use crate::affinity;
 
+pub(crate) use host::Gauges;
 pub(crate) use process::ServerProcess;
 
 /// Tells the parent where this server listens: the first line on stdout is the address.
@@ -47,8 +51,26 @@ pub(crate) const ROLE_ARG: &str = "__role";
 
 /// Session limit of every benchmarked host (host-wide and per plugin): room for the memory
 /// section's ten thousand sessions plus a margin. The same in every section, so all of them
-/// measure one configuration.
-const HOST_MAX_SESSIONS: u32 = 10_500;
+/// measure one configuration; a section that holds more raises what it needs on top.
+const HOST_MAX_SESSIONS: u64 = 10_500;
+
+/// Idle time after which a benchmarked host hibernates a managed WebSocket (its
+/// `--hibernate-after-ms`) in the sections that open many of them: short, so sessions that
+/// went quiet are hibernated soon after the last one opened, and the awake budget below is
+/// never reached while thousands open.
+pub(crate) const HIBERNATE_AFTER_MS: u64 = 100;
+/// Managed WebSockets that may hold an instance at once in those sections: several times what
+/// opening at the client's pace keeps awake within [`HIBERNATE_AFTER_MS`].
+const AWAKE_WEBSOCKETS: u64 = 4_096;
+/// Ping interval for clients that never answer pings (the benchmark's idle sessions are not
+/// read, and its fan-out members skip pings): longer than any section runs.
+const QUIET_CLIENT_PING_MS: u64 = 600_000;
+/// Managed WebSockets allowed beyond what a section opens (warm-up sessions still closing).
+const WEBSOCKET_MARGIN: u64 = 4_096;
+/// `handle` calls one plugin may run at once in every benchmarked host: the sections open up
+/// to 256 connections at once, and with the default (8) part of such a burst of handshakes is
+/// refused with `503` as documented. The benchmark measures sessions, not admission.
+const CONCURRENT_HANDLES: u64 = 256;
 
 /// The role that runs the host on every core.
 const HOST_ALL_CORES: &str = "host-all-cores";
@@ -72,34 +94,111 @@ impl Cores {
     }
 }
 
+/// How a benchmarked Switchyard host is started: its plugins folder, an optional
+/// compiled-plugin cache, its cores, and limits by the `switchyard` binary's flag names.
+pub(crate) struct HostSetup<'a> {
+    plugins_dir: &'a Path,
+    cache_dir: Option<&'a Path>,
+    cores: Cores,
+    limits: Vec<(&'static str, u64)>,
+}
+
+impl<'a> HostSetup<'a> {
+    /// On the server core, without a cache, with the benchmark's session limit.
+    pub(crate) fn new(plugins_dir: &'a Path) -> Self {
+        Self {
+            plugins_dir,
+            cache_dir: None,
+            cores: Cores::One,
+            limits: vec![
+                ("max-sessions", HOST_MAX_SESSIONS),
+                ("plugin-max-sessions", HOST_MAX_SESSIONS),
+                ("plugin-max-concurrent-requests", CONCURRENT_HANDLES),
+            ],
+        }
+    }
+
+    /// Keeps compiled plugins in `dir`.
+    pub(crate) fn cache(mut self, dir: Option<&'a Path>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Runs on `cores`.
+    pub(crate) fn cores(mut self, cores: Cores) -> Self {
+        self.cores = cores;
+        self
+    }
+
+    /// Room for `websockets` managed WebSockets at once, hibernating
+    /// [`HIBERNATE_AFTER_MS`] after they go quiet, and never pinging the benchmark's clients
+    /// (which do not answer).
+    pub(crate) fn managed(self, websockets: usize) -> Self {
+        let websockets = u64::try_from(websockets).unwrap_or(u64::MAX);
+        self.limit(
+            "max-websockets",
+            websockets.saturating_add(WEBSOCKET_MARGIN),
+        )
+        .limit("max-awake-websockets", AWAKE_WEBSOCKETS)
+        .limit("hibernate-after-ms", HIBERNATE_AFTER_MS)
+        .limit("ping-interval-ms", QUIET_CLIENT_PING_MS)
+        .limit("websocket-idle-timeout-ms", 2 * QUIET_CLIENT_PING_MS)
+    }
+
+    /// Sets the limit the binary's `--{flag}` sets (later settings win).
+    pub(crate) fn limit(mut self, flag: &'static str, value: u64) -> Self {
+        self.limits.push((flag, value));
+        self
+    }
+
+    /// Starts it.
+    pub(crate) fn start(self) -> anyhow::Result<ServerProcess> {
+        let mut args = vec![self.plugins_dir.as_os_str().to_owned()];
+        if let Some(dir) = self.cache_dir {
+            let mut arg = OsString::from(format!("{}=", host::CACHE_KEY));
+            arg.push(dir.as_os_str());
+            args.push(arg);
+        }
+        args.extend(
+            self.limits
+                .iter()
+                .map(|(flag, value)| OsString::from(format!("{flag}={value}"))),
+        );
+        let role = match self.cores {
+            Cores::One => "host",
+            Cores::All => HOST_ALL_CORES,
+        };
+        ServerProcess::start_role("switchyard host", role, &args)
+    }
+}
+
 /// Starts the Switchyard host serving `plugins_dir` on the server core, without a
 /// compiled-plugin cache.
-pub(crate) fn start_host(plugins_dir: &std::path::Path) -> anyhow::Result<ServerProcess> {
-    start_host_with(plugins_dir, None, Cores::One)
+pub(crate) fn start_host(plugins_dir: &Path) -> anyhow::Result<ServerProcess> {
+    HostSetup::new(plugins_dir).start()
 }
 
 /// Starts the Switchyard host serving `plugins_dir` on `cores`, keeping compiled plugins in
 /// `cache_dir` if one is given.
 pub(crate) fn start_host_with(
-    plugins_dir: &std::path::Path,
-    cache_dir: Option<&std::path::Path>,
+    plugins_dir: &Path,
+    cache_dir: Option<&Path>,
     cores: Cores,
 ) -> anyhow::Result<ServerProcess> {
-    let mut args = vec![
-        plugins_dir.as_os_str().to_owned(),
-        HOST_MAX_SESSIONS.to_string().into(),
-    ];
-    args.extend(cache_dir.map(|dir| dir.as_os_str().to_owned()));
-    let role = match cores {
-        Cores::One => "host",
-        Cores::All => HOST_ALL_CORES,
-    };
-    ServerProcess::start_role("switchyard host", role, &args)
+    HostSetup::new(plugins_dir)
+        .cache(cache_dir)
+        .cores(cores)
+        .start()
 }
 
 /// Starts the native tokio-tungstenite echo server.
 pub(crate) fn start_native_echo() -> anyhow::Result<ServerProcess> {
     ServerProcess::start_role("native echo", "native-echo", &[])
+}
+
+/// Starts the native tokio-tungstenite broadcast server.
+pub(crate) fn start_native_broadcast() -> anyhow::Result<ServerProcess> {
+    ServerProcess::start_role("native broadcast", "native-broadcast", &[])
 }
 
 /// Starts the native hyper hello server.
@@ -140,12 +239,12 @@ fn run_named(role: &str, args: &[String]) -> anyhow::Result<()> {
         server_runtime()?
     };
     match (role, args) {
-        ("host" | HOST_ALL_CORES, [dir, max_sessions, cache @ ..]) if cache.len() <= 1 => {
-            let max_sessions = max_sessions.parse().context("max sessions")?;
-            let cache = cache.first().map(PathBuf::from);
-            runtime.block_on(host::serve(PathBuf::from(dir), max_sessions, cache))
+        ("host" | HOST_ALL_CORES, settings) => {
+            let settings = host::Settings::parse(settings)?;
+            runtime.block_on(host::serve(settings))
         }
         ("native-echo", []) => runtime.block_on(native_echo::serve()),
+        ("native-broadcast", []) => runtime.block_on(native_broadcast::serve()),
         ("native-hello", []) => runtime.block_on(native_hello::serve()),
         _ => anyhow::bail!("unknown role or arguments: {role} {args:?}"),
     }

@@ -1,6 +1,7 @@
-//! Node's `ws` echo server, the peer most WebSocket servers are measured against. It needs
-//! `node` and `npm`; `ws` is installed once into `<target>/bench-node` and reused. Whatever is
-//! missing makes the Node column a clean "skipped" with the reason, never a failure.
+//! Node's `ws` servers, the peer most WebSocket servers are measured against: an echo server
+//! and a broadcast server with rooms. They need `node` and `npm`; `ws` is installed once into
+//! `<target>/bench-node` and reused. Whatever is missing makes the Node column a clean
+//! "skipped" with the reason, never a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,7 +18,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Echoes every message as it came (text stays text), with Nagle off like the other servers.
 /// Listens on a free port and prints its address first, as every benchmark server does.
-const SERVER_JS: &str = r#"// Written by switchyard-bench: a WebSocket echo server for comparison.
+const ECHO_JS: &str = r#"// Written by switchyard-bench: a WebSocket echo server for comparison.
 const { WebSocketServer } = require('ws');
 const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
 server.on('listening', () => {
@@ -30,9 +31,80 @@ server.on('connection', (socket) => {
 });
 "#;
 
-/// Starts the Node echo server, installing `ws` first if needed. `Err` is the reason the Node
-/// column is skipped.
-pub(crate) fn start() -> Result<ServerProcess, String> {
+/// Rooms by request path, like the native broadcast server: a message a member sends is framed
+/// once and the same bytes are written to every member's socket (the sender included), the
+/// way `ws` itself frames and writes (no compression, so its sends go straight to the socket
+/// and these writes stay in order with them).
+const BROADCAST_JS: &str = r#"// Written by switchyard-bench: WebSocket rooms for comparison.
+const { WebSocketServer } = require('ws');
+const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+const rooms = new Map();
+function frame(data, isBinary) {
+  const len = data.length;
+  let head;
+  if (len < 126) {
+    head = Buffer.from([isBinary ? 0x82 : 0x81, len]);
+  } else if (len < 65536) {
+    head = Buffer.alloc(4);
+    head[1] = 126;
+    head.writeUInt16BE(len, 2);
+  } else {
+    head = Buffer.alloc(10);
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+  }
+  head[0] = isBinary ? 0x82 : 0x81;
+  return Buffer.concat([head, data]);
+}
+server.on('listening', () => {
+  console.log(`127.0.0.1:${server.address().port}`);
+});
+server.on('connection', (socket, request) => {
+  socket._socket.setNoDelay(true);
+  const path = request.url.split('?')[0];
+  let room = rooms.get(path);
+  if (!room) {
+    room = new Set();
+    rooms.set(path, room);
+  }
+  room.add(socket);
+  socket.on('message', (data, isBinary) => {
+    const bytes = frame(data, isBinary);
+    for (const member of room) member._socket.write(bytes);
+  });
+  socket.on('close', () => room.delete(socket));
+  socket.on('error', () => {});
+});
+"#;
+
+/// Which Node server to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Script {
+    /// Echoes every message.
+    Echo,
+    /// Rooms: every message reaches every member of the sender's room.
+    Broadcast,
+}
+
+impl Script {
+    fn file_name(self) -> &'static str {
+        match self {
+            Self::Echo => "echo-server.js",
+            Self::Broadcast => "broadcast-server.js",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Self::Echo => ECHO_JS,
+            Self::Broadcast => BROADCAST_JS,
+        }
+    }
+}
+
+/// Starts the Node server `script`, installing `ws` first if needed. `Err` is the reason the
+/// Node column is skipped.
+pub(crate) fn start(script: Script) -> Result<ServerProcess, String> {
     let node = version_of("node").ok_or("`node` is not installed")?;
     version_of("npm").ok_or("`npm` is not installed")?;
     let dir = work_dir();
@@ -41,11 +113,11 @@ pub(crate) fn start() -> Result<ServerProcess, String> {
     if !dir.join("node_modules/ws/package.json").is_file() {
         install_ws(&dir)?;
     }
-    let script = dir.join("echo-server.js");
-    std::fs::write(&script, SERVER_JS)
-        .map_err(|err| format!("cannot write {}: {err}", script.display()))?;
+    let path = dir.join(script.file_name());
+    std::fs::write(&path, script.source())
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
     let mut command =
-        pinned_command("node", &[script.into_os_string()]).map_err(|err| err.to_string())?;
+        pinned_command("node", &[path.into_os_string()]).map_err(|err| err.to_string())?;
     command.current_dir(&dir);
     ServerProcess::start(&format!("Node {node} ws"), command).map_err(|err| format!("{err:#}"))
 }

@@ -1,12 +1,13 @@
 //! A running server process: started, asked for its address (its first line of output),
-//! measured through `/proc`, and killed when dropped, also when the benchmark fails halfway.
+//! measured through `/proc`, asked questions on its stdin (the host role answers `stats`), and
+//! killed when dropped, also when the benchmark fails halfway.
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
@@ -15,12 +16,19 @@ use super::ROLE_ARG;
 /// Longest a server may take to print its address. The host compiles its plugins first, which
 /// takes well under a second; Node starts in a fraction of that.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a server may take to answer a question on its stdin.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines of output kept unread at most; a server that prints more loses the oldest unread
+/// ones (only answers to questions are read, and those come one at a time).
+const KEPT_LINES: usize = 64;
 
 /// A server process that is killed when this is dropped.
 pub(crate) struct ServerProcess {
     name: String,
     child: KillOnDrop,
     addr: SocketAddr,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl ServerProcess {
@@ -34,7 +42,7 @@ impl ServerProcess {
     /// Spawns `command` and waits for the `host:port` it prints first.
     pub(crate) fn start(name: &str, mut command: Command) -> anyhow::Result<Self> {
         command
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = KillOnDrop(
@@ -43,15 +51,24 @@ impl ServerProcess {
                 .with_context(|| format!("starting the {name} server"))?,
         );
         let stdout = child.0.stdout.take().context("the child's stdout")?;
+        let stdin = child.0.stdin.take();
         let (first_line, ready) = mpsc::channel();
-        // A thread, so the wait can time out; it then drains the rest of the output so the
-        // server never blocks on a full pipe.
+        let (later_lines, lines) = mpsc::sync_channel(KEPT_LINES);
+        // A thread, so the wait can time out; it then reads the rest of the output line by line
+        // (answers to questions), so the server never blocks on a full pipe: lines nobody waits
+        // for are dropped once `KEPT_LINES` are queued.
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             let read = reader.read_line(&mut line).map(|_| line);
             let _ = first_line.send(read);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                match later_lines.try_send(line) {
+                    Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
+                    Err(mpsc::TrySendError::Disconnected(_)) => break,
+                }
+            }
         });
         let line = match ready.recv_timeout(READY_TIMEOUT) {
             Ok(read) => read.with_context(|| format!("reading the {name} server's output"))?,
@@ -68,7 +85,34 @@ impl ServerProcess {
             name: name.to_owned(),
             child,
             addr,
+            stdin,
+            lines,
         })
+    }
+
+    /// Sends `question` as a line on the server's stdin and returns the first line it prints
+    /// that starts with the same word (earlier output is skipped).
+    pub(crate) fn ask(&mut self, question: &str) -> anyhow::Result<String> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .with_context(|| format!("the {} server's stdin is closed", self.name))?;
+        writeln!(stdin, "{question}")
+            .and_then(|()| stdin.flush())
+            .with_context(|| format!("asking the {} server {question:?}", self.name))?;
+        let word = question.split_whitespace().next().unwrap_or_default();
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.split_whitespace().next() == Some(word) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => bail!(
+                    "the {} server did not answer {question:?} within {ANSWER_TIMEOUT:?}",
+                    self.name
+                ),
+            }
+        }
     }
 
     /// Where it accepts connections.
