@@ -98,7 +98,12 @@ fn engine_config(limits: &Limits) -> Config {
         // waiting for bytes), so there must be a stack per instance.
         .total_stacks(instances)
         .max_memory_size(limits.plugin.max_memory_bytes)
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .linear_memory_keep_resident(
+            std::env::var("SY_KEEP")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(KEEP_RESIDENT_BYTES),
+        )
         .table_keep_resident(KEEP_RESIDENT_BYTES)
         .async_stack_keep_resident(KEEP_RESIDENT_BYTES);
 

@@ -11,9 +11,11 @@
 //! - `registry`: connection numbers and each plugin's connections (who may address whom).
 //! - `imports`: the host functions behind `connections` and `topics`.
 //! - `events`: calling the plugin, and the instance's life (hibernation and wake).
+//! - `awake`: the budget of connections holding an instance, and waiting for a slot in it.
 //! - `socket`: the socket's halves: tungstenite reads, the outbox writes.
 //! - `frames`: the frames the host formats itself (with tungstenite).
 
+pub(crate) mod awake;
 mod events;
 pub(crate) mod frames;
 pub(crate) mod handshake;
@@ -38,6 +40,7 @@ use crate::engine::bindings::Message;
 use crate::http::gauge::GaugeGuard;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::session::pump::{self, ClientWriter};
+use awake::AwakeSlot;
 pub(crate) use events::WakeContext;
 use events::{EventFailure, Guest};
 use registry::{Connection, PluginScope};
@@ -72,8 +75,9 @@ pub(crate) struct Accepted {
     /// The version that answered `handle`, whose instance runs `on-open`.
     pub(crate) plugin: Arc<LoadedPlugin>,
     pub(crate) instance: PluginInstance,
-    /// The instance's place among the awake connections.
-    pub(crate) awake_slot: GaugeGuard,
+    /// The instance's place among the awake connections; without one, the connection
+    /// hibernates as soon as `on-open` has run.
+    pub(crate) awake_slot: Option<AwakeSlot>,
     /// The connection's place among the open managed WebSockets.
     pub(crate) websocket_slot: GaugeGuard,
     pub(crate) connection: Arc<Connection>,
@@ -336,8 +340,8 @@ impl Session<'_> {
         // Registered once and kept: a cancelled token and a notified `Notify` stay ready.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
-        let close_asked = connection.close_asked.notified();
-        tokio::pin!(close_asked);
+        let nudged = connection.nudge.notified();
+        tokio::pin!(nudged);
         let now = Instant::now();
         let mut clock = Clock {
             last_event: now,
@@ -349,6 +353,7 @@ impl Session<'_> {
             Ok(()) => Phase::Open,
             Err(failure) => fail_plugin(&mut ws, failure).await,
         };
+        hibernate_if_wanted(guest);
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed = None;
@@ -379,8 +384,11 @@ impl Session<'_> {
                 () = &mut stopping, if open => {
                     phase = start_close(&mut ws, code::GOING_AWAY, "server shutting down".into()).await;
                 }
-                () = &mut close_asked, if open => {
-                    close_asked.set(connection.close_asked.notified());
+                // A close was asked for (taken at the top of the loop), or others wait for
+                // an awake slot.
+                () = &mut nudged, if open => {
+                    nudged.set(connection.nudge.notified());
+                    hibernate_if_wanted(guest);
                 }
                 // Cancel safety: `WebSocketStream::next` keeps partial frames (documented).
                 received = ws.next() => {
@@ -403,6 +411,15 @@ impl Session<'_> {
             unreachable!("the loop ends only when done")
         };
         finish(end, ws, written, writing, connection).await
+    }
+}
+
+/// Hibernates an awake connection between events if its instance holds no awake slot or
+/// other connections wait for one.
+fn hibernate_if_wanted(guest: &mut Guest) {
+    if guest.should_hibernate_early() {
+        guest.hibernate();
+        tracing::debug!("hibernating early: the awake slots are all taken");
     }
 }
 
@@ -489,7 +506,10 @@ async fn on_received(
     traffic.messages_in += 1;
     clock.last_event = now;
     match guest.on_message(id, &message).await {
-        Ok(()) => Phase::Open,
+        Ok(()) => {
+            hibernate_if_wanted(guest);
+            Phase::Open
+        }
         Err(failure) => fail_plugin(ws, failure).await,
     }
 }
