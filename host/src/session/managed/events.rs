@@ -187,7 +187,7 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = metered(events.call_on_open(&mut instance.store, id), &cpu).await;
+        let called = Box::pin(metered(events.call_on_open(&mut instance.store, id), &cpu)).await;
         self.finish(EVENT, called)
     }
 
@@ -201,10 +201,12 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = metered(
+        // Boxed: the call's future is a few KiB, and inline it would make every connection's
+        // task that much larger for its whole life, hibernated or not.
+        let called = Box::pin(metered(
             events.call_on_message(&mut instance.store, id, message),
             &cpu,
-        )
+        ))
         .await;
         self.finish(EVENT, called)
     }
@@ -220,10 +222,10 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = metered(
+        let called = Box::pin(metered(
             events.call_on_close(&mut instance.store, id, code, reason),
             &cpu,
-        )
+        ))
         .await;
         self.finish(EVENT, called)
     }
@@ -255,7 +257,8 @@ impl Guest {
     /// hibernating.
     async fn instance(&mut self, event: &'static str) -> Result<&mut PluginInstance, EventFailure> {
         if self.awake.is_none() {
-            self.awake = Some(self.wake_up(event).await?);
+            // Boxed, like the calls: instantiating is a large future, needed once per wake.
+            self.awake = Some(Box::pin(self.wake_up(event)).await?);
         }
         match &mut self.awake {
             Some(awake) => Ok(&mut awake.instance),

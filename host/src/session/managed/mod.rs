@@ -153,17 +153,8 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
         opened: Instant::now(),
         messages_in: 0,
     };
-    let end = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
-        Ok(Ok(upgraded)) => {
-            let (early, reader, writer) = pump::split(upgraded);
-            let read_side = ReadSide::new(reader, connection.outbox.clone());
-            let ws = WebSocketStream::from_partially_read(
-                read_side,
-                early.to_vec(),
-                Role::Server,
-                Some(ws_config(&limits)),
-            )
-            .await;
+    let end = match open_socket(on_upgrade, &limits, &connection).await {
+        Ok((ws, writer)) => {
             let session = Session {
                 id,
                 connection: &connection,
@@ -174,8 +165,7 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
             };
             session.serve(ws, writer).await
         }
-        Ok(Err(err)) => End::NotOpened(format!("upgrade failed: {err}")),
-        Err(_elapsed) => End::NotOpened("upgrade handshake timed out".to_owned()),
+        Err(why) => End::NotOpened(why),
     };
     // Out of every topic and unreachable before `on-close`, as the contract says.
     scope.remove(&connection);
@@ -190,6 +180,30 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
     }
     guest.hibernate();
     log_end(&end, &connection, &traffic, &guest);
+}
+
+/// Waits for hyper to hand over the connection (within the handshake timeout), then sets up
+/// the framing on it: tungstenite reading, the outbox writing.
+async fn open_socket(
+    on_upgrade: OnUpgrade,
+    limits: &PluginLimits,
+    connection: &Connection,
+) -> Result<(Ws, ClientWriter), String> {
+    let upgraded = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(err)) => return Err(format!("upgrade failed: {err}")),
+        Err(_elapsed) => return Err("upgrade handshake timed out".to_owned()),
+    };
+    let (early, reader, writer) = pump::split(upgraded);
+    let read_side = ReadSide::new(reader, connection.outbox.clone());
+    let ws = WebSocketStream::from_partially_read(
+        read_side,
+        early.to_vec(),
+        Role::Server,
+        Some(ws_config(limits)),
+    )
+    .await;
+    Ok((ws, writer))
 }
 
 /// The tungstenite settings for a connection of a plugin with `limits`.
@@ -410,7 +424,9 @@ impl Session<'_> {
         let Phase::Done(end) = phase else {
             unreachable!("the loop ends only when done")
         };
-        finish(end, ws, written, writing, connection).await
+        // Boxed: it runs once, at the end, and inline its state would make every connection's
+        // task larger for its whole life.
+        Box::pin(finish(end, ws, written, writing, connection)).await
     }
 }
 
@@ -642,7 +658,8 @@ async fn finish(
 
 /// Reads and discards what the client still sends, for at most [`LINGER`].
 async fn linger(reader: &mut pump::ClientReader) {
-    let mut discard = [0u8; 4096];
+    // On the heap: an array here would be part of every connection's task, for its whole life.
+    let mut discard = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(read) = reader.read(&mut discard).await {
             if read == 0 {
