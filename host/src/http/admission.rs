@@ -48,16 +48,10 @@ pub(crate) enum SessionRefused {
     PluginFull(u32),
 }
 
-/// Why a managed WebSocket was not admitted.
+/// A managed WebSocket was not admitted: the host-wide limit of open ones is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum WebSocketRefused {
-    /// The host-wide limit of open managed WebSockets is reached.
-    #[error("the host-wide limit of {0} managed WebSockets is reached")]
-    Open(u32),
-    /// The host-wide limit of awake managed WebSockets is reached.
-    #[error("the host-wide limit of {0} awake managed WebSockets is reached")]
-    Awake(u32),
-}
+#[error("the host-wide limit of {0} managed WebSockets is reached")]
+pub(crate) struct WebSocketRefused(pub(crate) u32);
 
 /// A session slot, held for the session's whole life.
 #[derive(Debug)]
@@ -134,22 +128,11 @@ impl HostStats {
         })
     }
 
-    /// Takes slots for a new managed WebSocket: one among the open ones, for its whole life,
-    /// and one among the awake ones, for its first instance.
-    pub(crate) fn admit_websocket(
-        &self,
-        max_open: u32,
-        max_awake: u32,
-    ) -> Result<(GaugeGuard, GaugeGuard), WebSocketRefused> {
-        let open = self
-            .websockets
+    /// Takes a slot for a new managed WebSocket among the open ones, for its whole life.
+    pub(crate) fn admit_websocket(&self, max_open: u32) -> Result<GaugeGuard, WebSocketRefused> {
+        self.websockets
             .try_enter(max_open)
-            .ok_or(WebSocketRefused::Open(max_open))?;
-        let awake = self
-            .awake_websockets
-            .try_enter(max_awake)
-            .ok_or(WebSocketRefused::Awake(max_awake))?;
-        Ok((open, awake))
+            .ok_or(WebSocketRefused(max_open))
     }
 
     /// Takes a slot for one `handle` call of `plugin`, held until its answer is ready. CPU-bound

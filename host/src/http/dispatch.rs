@@ -251,11 +251,8 @@ impl Dispatcher {
                 );
             }
         };
-        let (websocket_slot, awake_slot) = match self
-            .stats
-            .admit_websocket(self.limits.max_websockets, self.limits.max_awake_websockets)
-        {
-            Ok(slots) => slots,
+        let websocket_slot = match self.stats.admit_websocket(self.limits.max_websockets) {
+            Ok(slot) => slot,
             Err(refused) => {
                 limited_warn!(self.warnings.refused_upgrades, "upgrade refused: {refused}");
                 return busy();
@@ -268,6 +265,9 @@ impl Dispatcher {
             ConnectionLimits::from(limits),
             Bytes::from(opening.attachment),
         ));
+        // Without an awake slot free, the connection hibernates right after `on-open`: a
+        // burst of new connections is not refused for being awake at once.
+        let awake_slot = self.managed.wake.awake.try_take(&connection);
         scope.insert(connection.clone());
         for topic in &opening.topics {
             // Within the limits, checked with the answer; the connection is not closing.

@@ -29,6 +29,7 @@ use crate::plugins::registry::Registry;
 use crate::plugins::watcher::{self, FolderWatch};
 use crate::ratelimit::HostWarnings;
 use crate::session::SessionHooks;
+use crate::session::managed::awake::AwakeSlots;
 use crate::session::managed::{self, registry::Hub};
 use connection::ConnectionContext;
 
@@ -201,7 +202,10 @@ fn dispatcher(registry: Arc<Registry>, limits: &Limits) -> Dispatcher {
         wake: Arc::new(managed::WakeContext {
             registry: registry.clone(),
             stats: stats.clone(),
-            max_awake: limits.max_awake_websockets,
+            awake: Arc::new(AwakeSlots::new(
+                limits.max_awake_websockets,
+                stats.awake_websockets.clone(),
+            )),
         }),
         // Sessions and managed WebSockets are closed at the same moment of a shutdown.
         shutdown: sessions.shutdown.clone(),

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use crate::engine::bindings::Message;
 use crate::engine::cpu::{CpuExceeded, SessionCpu, metered};
 use crate::http::admission::HostStats;
-use crate::http::gauge::GaugeGuard;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::plugins::registry::Registry;
+use crate::session::managed::awake::{AwakeSlot, AwakeSlots, WAKE_WAIT};
 use crate::session::managed::imports::RealtimeCtx;
 use crate::session::managed::registry::{Connection, PluginScope};
 use crate::topics::ConnectionId;
@@ -99,16 +99,17 @@ impl EventFailure {
 pub(crate) struct WakeContext {
     /// The current version of each plugin.
     pub(crate) registry: Arc<Registry>,
-    /// Live instances and awake connections are counted here.
+    /// Live instances are counted here.
     pub(crate) stats: Arc<HostStats>,
-    /// Awake connections allowed host-wide.
-    pub(crate) max_awake: u32,
+    /// The slots of awake connections.
+    pub(crate) awake: Arc<AwakeSlots>,
 }
 
-/// A live instance of a connection, and its place among the awake connections.
+/// A live instance of a connection, and its place among the awake connections (none for the
+/// first instance of a connection accepted while they were all taken: it runs `on-open` only).
 struct Awake {
     instance: PluginInstance,
-    _slot: GaugeGuard,
+    slot: Option<AwakeSlot>,
 }
 
 /// A connection's side of the plugin: its live instance, if awake, and the version that runs.
@@ -129,7 +130,7 @@ impl Guest {
     pub(crate) fn new(
         plugin: Arc<LoadedPlugin>,
         mut instance: PluginInstance,
-        slot: GaugeGuard,
+        slot: Option<AwakeSlot>,
         scope: Arc<PluginScope>,
         connection: Arc<Connection>,
         wake: Arc<WakeContext>,
@@ -144,10 +145,7 @@ impl Guest {
         state.realtime.set_own(connection.clone());
         Self {
             plugin,
-            awake: Some(Awake {
-                instance,
-                _slot: slot,
-            }),
+            awake: Some(Awake { instance, slot }),
             scope,
             connection,
             cpu,
@@ -158,6 +156,14 @@ impl Guest {
     /// Whether an instance is alive.
     pub(crate) fn is_awake(&self) -> bool {
         self.awake.is_some()
+    }
+
+    /// Whether the live instance should go now that its event is over: it holds no place
+    /// among the awake connections, or other connections wait for one.
+    pub(crate) fn should_hibernate_early(&self) -> bool {
+        self.awake
+            .as_ref()
+            .is_some_and(|awake| awake.slot.is_none() || self.wake.awake.wanted())
     }
 
     /// The version the connection's events run on (or last ran on).
@@ -181,7 +187,7 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = metered(events.call_on_open(&mut instance.store, id), &cpu).await;
+        let called = Box::pin(metered(events.call_on_open(&mut instance.store, id), &cpu)).await;
         self.finish(EVENT, called)
     }
 
@@ -195,10 +201,12 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = metered(
+        // Boxed: the call's future is a few KiB, and inline it would make every connection's
+        // task that much larger for its whole life, hibernated or not.
+        let called = Box::pin(metered(
             events.call_on_message(&mut instance.store, id, message),
             &cpu,
-        )
+        ))
         .await;
         self.finish(EVENT, called)
     }
@@ -214,10 +222,10 @@ impl Guest {
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
         let events = instance.bindings.switchyard_plugin_events().clone();
-        let called = metered(
+        let called = Box::pin(metered(
             events.call_on_close(&mut instance.store, id, code, reason),
             &cpu,
-        )
+        ))
         .await;
         self.finish(EVENT, called)
     }
@@ -249,7 +257,8 @@ impl Guest {
     /// hibernating.
     async fn instance(&mut self, event: &'static str) -> Result<&mut PluginInstance, EventFailure> {
         if self.awake.is_none() {
-            self.awake = Some(self.wake_up(event).await?);
+            // Boxed, like the calls: instantiating is a large future, needed once per wake.
+            self.awake = Some(Box::pin(self.wake_up(event)).await?);
         }
         match &mut self.awake {
             Some(awake) => Ok(&mut awake.instance),
@@ -263,14 +272,13 @@ impl Guest {
         };
         let slot = self
             .wake
-            .stats
-            .awake_websockets
-            .try_enter(self.wake.max_awake)
+            .awake
+            .take(&self.connection, WAKE_WAIT)
+            .await
             .ok_or_else(|| EventFailure::Busy {
                 event,
                 reason: format!(
-                    "the host-wide limit of {} awake WebSockets is reached",
-                    self.wake.max_awake
+                    "every awake slot (--max-awake-websockets) stayed taken for {WAKE_WAIT:?}"
                 ),
             })?;
         let realtime = RealtimeCtx::new(self.scope.clone(), current.limits());
@@ -306,7 +314,7 @@ impl Guest {
         self.plugin = current;
         Ok(Awake {
             instance,
-            _slot: slot,
+            slot: Some(slot),
         })
     }
 }

@@ -11,9 +11,11 @@
 //! - `registry`: connection numbers and each plugin's connections (who may address whom).
 //! - `imports`: the host functions behind `connections` and `topics`.
 //! - `events`: calling the plugin, and the instance's life (hibernation and wake).
+//! - `awake`: the budget of connections holding an instance, and waiting for a slot in it.
 //! - `socket`: the socket's halves: tungstenite reads, the outbox writes.
 //! - `frames`: the frames the host formats itself (with tungstenite).
 
+pub(crate) mod awake;
 mod events;
 pub(crate) mod frames;
 pub(crate) mod handshake;
@@ -38,6 +40,7 @@ use crate::engine::bindings::Message;
 use crate::http::gauge::GaugeGuard;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::session::pump::{self, ClientWriter};
+use awake::AwakeSlot;
 pub(crate) use events::WakeContext;
 use events::{EventFailure, Guest};
 use registry::{Connection, PluginScope};
@@ -72,8 +75,9 @@ pub(crate) struct Accepted {
     /// The version that answered `handle`, whose instance runs `on-open`.
     pub(crate) plugin: Arc<LoadedPlugin>,
     pub(crate) instance: PluginInstance,
-    /// The instance's place among the awake connections.
-    pub(crate) awake_slot: GaugeGuard,
+    /// The instance's place among the awake connections; without one, the connection
+    /// hibernates as soon as `on-open` has run.
+    pub(crate) awake_slot: Option<AwakeSlot>,
     /// The connection's place among the open managed WebSockets.
     pub(crate) websocket_slot: GaugeGuard,
     pub(crate) connection: Arc<Connection>,
@@ -149,17 +153,8 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
         opened: Instant::now(),
         messages_in: 0,
     };
-    let end = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
-        Ok(Ok(upgraded)) => {
-            let (early, reader, writer) = pump::split(upgraded);
-            let read_side = ReadSide::new(reader, connection.outbox.clone());
-            let ws = WebSocketStream::from_partially_read(
-                read_side,
-                early.to_vec(),
-                Role::Server,
-                Some(ws_config(&limits)),
-            )
-            .await;
+    let end = match open_socket(on_upgrade, &limits, &connection).await {
+        Ok((ws, writer)) => {
             let session = Session {
                 id,
                 connection: &connection,
@@ -170,8 +165,7 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
             };
             session.serve(ws, writer).await
         }
-        Ok(Err(err)) => End::NotOpened(format!("upgrade failed: {err}")),
-        Err(_elapsed) => End::NotOpened("upgrade handshake timed out".to_owned()),
+        Err(why) => End::NotOpened(why),
     };
     // Out of every topic and unreachable before `on-close`, as the contract says.
     scope.remove(&connection);
@@ -186,6 +180,30 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
     }
     guest.hibernate();
     log_end(&end, &connection, &traffic, &guest);
+}
+
+/// Waits for hyper to hand over the connection (within the handshake timeout), then sets up
+/// the framing on it: tungstenite reading, the outbox writing.
+async fn open_socket(
+    on_upgrade: OnUpgrade,
+    limits: &PluginLimits,
+    connection: &Connection,
+) -> Result<(Ws, ClientWriter), String> {
+    let upgraded = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(err)) => return Err(format!("upgrade failed: {err}")),
+        Err(_elapsed) => return Err("upgrade handshake timed out".to_owned()),
+    };
+    let (early, reader, writer) = pump::split(upgraded);
+    let read_side = ReadSide::new(reader, connection.outbox.clone());
+    let ws = WebSocketStream::from_partially_read(
+        read_side,
+        early.to_vec(),
+        Role::Server,
+        Some(ws_config(limits)),
+    )
+    .await;
+    Ok((ws, writer))
 }
 
 /// The tungstenite settings for a connection of a plugin with `limits`.
@@ -336,8 +354,8 @@ impl Session<'_> {
         // Registered once and kept: a cancelled token and a notified `Notify` stay ready.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
-        let close_asked = connection.close_asked.notified();
-        tokio::pin!(close_asked);
+        let nudged = connection.nudge.notified();
+        tokio::pin!(nudged);
         let now = Instant::now();
         let mut clock = Clock {
             last_event: now,
@@ -349,6 +367,7 @@ impl Session<'_> {
             Ok(()) => Phase::Open,
             Err(failure) => fail_plugin(&mut ws, failure).await,
         };
+        hibernate_if_wanted(guest);
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed = None;
@@ -379,8 +398,11 @@ impl Session<'_> {
                 () = &mut stopping, if open => {
                     phase = start_close(&mut ws, code::GOING_AWAY, "server shutting down".into()).await;
                 }
-                () = &mut close_asked, if open => {
-                    close_asked.set(connection.close_asked.notified());
+                // A close was asked for (taken at the top of the loop), or others wait for
+                // an awake slot.
+                () = &mut nudged, if open => {
+                    nudged.set(connection.nudge.notified());
+                    hibernate_if_wanted(guest);
                 }
                 // Cancel safety: `WebSocketStream::next` keeps partial frames (documented).
                 received = ws.next() => {
@@ -402,7 +424,18 @@ impl Session<'_> {
         let Phase::Done(end) = phase else {
             unreachable!("the loop ends only when done")
         };
-        finish(end, ws, written, writing, connection).await
+        // Boxed: it runs once, at the end, and inline its state would make every connection's
+        // task larger for its whole life.
+        Box::pin(finish(end, ws, written, writing, connection)).await
+    }
+}
+
+/// Hibernates an awake connection between events if its instance holds no awake slot or
+/// other connections wait for one.
+fn hibernate_if_wanted(guest: &mut Guest) {
+    if guest.should_hibernate_early() {
+        guest.hibernate();
+        tracing::debug!("hibernating early: the awake slots are all taken");
     }
 }
 
@@ -489,7 +522,10 @@ async fn on_received(
     traffic.messages_in += 1;
     clock.last_event = now;
     match guest.on_message(id, &message).await {
-        Ok(()) => Phase::Open,
+        Ok(()) => {
+            hibernate_if_wanted(guest);
+            Phase::Open
+        }
         Err(failure) => fail_plugin(ws, failure).await,
     }
 }
@@ -622,7 +658,8 @@ async fn finish(
 
 /// Reads and discards what the client still sends, for at most [`LINGER`].
 async fn linger(reader: &mut pump::ClientReader) {
-    let mut discard = [0u8; 4096];
+    // On the heap: an array here would be part of every connection's task, for its whole life.
+    let mut discard = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(read) = reader.read(&mut discard).await {
             if read == 0 {

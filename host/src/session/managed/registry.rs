@@ -200,8 +200,9 @@ pub(crate) struct Connection {
     memberships: Mutex<Memberships>,
     /// A close the plugin asked for, until the connection's task starts it.
     close: Mutex<Option<CloseRequest>>,
-    /// Wakes the connection's task when a close is asked for.
-    pub(crate) close_asked: Notify,
+    /// Wakes the connection's task when a close is asked for, or when other connections wait
+    /// for an awake slot (an idle one then hibernates).
+    pub(crate) nudge: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -225,7 +226,7 @@ impl Connection {
             attachment: Mutex::new(attachment),
             memberships: Mutex::default(),
             close: Mutex::new(None),
-            close_asked: Notify::new(),
+            nudge: Notify::new(),
         }
     }
 
@@ -246,7 +247,7 @@ impl Connection {
             *close = Some(request);
         }
         drop(close);
-        self.close_asked.notify_one();
+        self.nudge.notify_one();
     }
 
     /// The close the plugin asked for, once.

@@ -140,6 +140,17 @@ pub(crate) async fn write_all(
     writer: &mut ClientWriter,
     frames: &mut VecDeque<Bytes>,
 ) -> io::Result<()> {
+    std::future::poll_fn(|cx| poll_write_all(writer.as_mut(), cx, frames)).await?;
+    writer.flush().await
+}
+
+/// Polls vectored writes of `frames` until all are written or the socket is not ready. The
+/// slices are built on the stack of each poll, so they take no room in a connection's task.
+fn poll_write_all(
+    mut writer: Pin<&mut (dyn AsyncWrite + Send)>,
+    cx: &mut Context<'_>,
+    frames: &mut VecDeque<Bytes>,
+) -> Poll<io::Result<()>> {
     while !frames.is_empty() {
         let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
@@ -147,12 +158,13 @@ pub(crate) async fn write_all(
             *slot = io::IoSlice::new(frame);
             count += 1;
         }
-        let mut written = writer
-            .write_vectored(slices.get(..count).unwrap_or_default())
-            .await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
+        let slices = slices.get(..count).unwrap_or_default();
+        let mut written = match writer.as_mut().poll_write_vectored(cx, slices) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(written)) => written,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => return Poll::Pending,
+        };
         // Drop the frames written whole, then advance into a partly written one.
         while let Some(frame) = frames.front_mut() {
             if written >= frame.len() {
@@ -164,5 +176,5 @@ pub(crate) async fn write_all(
             }
         }
     }
-    writer.flush().await
+    Poll::Ready(Ok(()))
 }

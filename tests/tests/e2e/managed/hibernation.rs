@@ -119,3 +119,41 @@ async fn a_removed_plugin_closes_its_hibernated_connections_at_the_next_event() 
     })
     .await;
 }
+
+/// More connections than `--max-awake-websockets` all open and all get their events: a new one
+/// over the budget hibernates right after `on-open`, and one that must wake waits while the
+/// awake ones between events hibernate early; no more than the budget is ever awake.
+#[tokio::test]
+async fn more_connections_than_awake_slots_all_get_their_events() {
+    bounded(async {
+        let limits = switchyard_host::Limits {
+            max_awake_websockets: 2,
+            ..switchyard_host::Limits::default()
+        };
+        let host = TestHost::start_configured(&["managed"], &[], Some(limits)).await;
+        let mut clients = Vec::new();
+        for _ in 0..6 {
+            clients.push(open(&host, "/managed?attach=kept").await);
+        }
+        assert!(host.stats().awake_websockets() <= 2);
+        for round in 0..3 {
+            for (client, _) in &mut clients {
+                assert_eq!(
+                    ask(client, &format!("echo:{round}")).await,
+                    round.to_string()
+                );
+                assert!(host.stats().awake_websockets() <= 2);
+            }
+        }
+        for (client, _) in &mut clients {
+            assert_eq!(ask(client, "attachment?").await, "attachment:kept");
+        }
+        assert_eq!(host.stats().live_websockets(), 6);
+        host.wait_for_log(
+            &["hibernating early: the awake slots are all taken"],
+            LOG_WAIT,
+        )
+        .await;
+    })
+    .await;
+}
