@@ -238,7 +238,8 @@ async fn slow_request_heads_time_out() {
 #[tokio::test]
 async fn stalled_request_bodies_get_408() {
     bounded(async {
-        let stall = Duration::from_millis(300);
+        // Long beside the trickle's 100 ms steps, so a busy machine cannot stretch a step past it.
+        let stall = Duration::from_millis(1000);
         let limits = Limits {
             body_read_timeout: stall,
             ..Limits::default()
@@ -260,7 +261,7 @@ async fn stalled_request_bodies_get_408() {
         host.wait_for_log(&["path=/hello", "request body stalled"], LOG_WAIT)
             .await;
 
-        // Ten bytes, one every 100 ms: never 300 ms without progress.
+        // Ten bytes, one every 100 ms: never a second without progress.
         let mut steady = RawConnection::open(
             host.addr,
             b"POST /hello HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\n",
