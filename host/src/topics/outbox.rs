@@ -291,6 +291,11 @@ impl Outbox {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Whether the outbox was cut off for falling behind (under [`Overflow::Close`]).
+    pub fn is_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
     /// Whether the outbox no longer takes frames (closed, or cut off).
     pub fn is_closed(&self) -> bool {
         let state = self.lock();

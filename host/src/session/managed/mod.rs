@@ -566,6 +566,11 @@ fn close_of(frame: Option<tungstenite::protocol::CloseFrame>) -> (u16, String) {
 
 /// A read error: the client broke the protocol (closed with the matching code), or it is gone.
 fn read_failed(ws: &mut Ws, err: WsError) -> Phase {
+    // tungstenite's pong (or close reply) did not fit: the client reads too slowly. The
+    // writer may be half-way through a frame, so no close frame follows.
+    if ws.get_ref().outbox().is_overflowed() {
+        return Phase::Done(End::SlowConsumer { clean: false });
+    }
     let (code, reason) = match &err {
         WsError::Utf8(_) => (
             code::INVALID_DATA,
