@@ -15,3 +15,17 @@ pub use switchyard::plugin::types::{
     WebsocketAccept,
 };
 pub use switchyard::plugin::{connections, topics, types};
+
+/// A WebSocket message as `on-message` takes it, borrowing the bytes the framing read, so they
+/// are lowered into the guest without a copy in between. Shaped exactly like the WIT `message`
+/// (the same cases, names and payload types) and lowered like it.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lower, Debug, Clone, Copy)]
+#[component(variant)]
+pub enum MessageRef<'a> {
+    /// A text message (checked UTF-8).
+    #[component(name = "text")]
+    Text(&'a str),
+    /// A binary message.
+    #[component(name = "binary")]
+    Binary(&'a [u8]),
+}

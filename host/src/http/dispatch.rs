@@ -45,6 +45,8 @@ pub(crate) struct Dispatcher {
     pub(crate) hub: Arc<Hub>,
     /// What every managed WebSocket's task shares.
     pub(crate) managed: Arc<managed::Hooks>,
+    /// The span the server was started in, which managed WebSockets' spans descend from.
+    pub(crate) host_span: tracing::Span,
 }
 
 impl Dispatcher {
@@ -273,7 +275,21 @@ impl Dispatcher {
             // Within the limits, checked with the answer; the connection is not closing.
             let _ = scope.subscribe(&connection, topic);
         }
-        let span = tracing::info_span!("websocket", connection = connection.id);
+        // A span of its own under the host's, not under this request's: the request's span
+        // (with its path, which a client chooses) would otherwise live as long as the
+        // connection. The request's fields are logged once, when the connection opens.
+        let span = tracing::info_span!(
+            parent: &self.host_span,
+            "websocket",
+            plugin = %plugin.name(),
+            connection = connection.id,
+        );
+        tracing::debug!(
+            parent: &span,
+            version = %plugin.version(),
+            path = %parts.uri,
+            "websocket accepted"
+        );
         let accepted = managed::Accepted {
             plugin,
             instance,

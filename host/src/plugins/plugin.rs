@@ -239,7 +239,20 @@ impl LoadedPlugin {
     /// free slot right now cannot tell; the plugin is then accepted.
     pub async fn check_instantiates(&self) -> Result<(), LoadError> {
         match self.instantiate(&Arc::new(Gauge::default())).await {
-            Ok(_instance) => Ok(()),
+            // `on-message` is called with a borrowing `MessageRef` without a type check per
+            // call; this checks, once per load, that it has the type the generated code
+            // expects (it always does for a plugin of this contract version).
+            Ok(instance) => instance
+                .bindings
+                .switchyard_plugin_events()
+                .func_on_message()
+                .func()
+                .typed::<(u64, bindings::MessageRef<'_>), ()>(&instance.store)
+                .map(drop)
+                .map_err(|source| LoadError::Contract {
+                    path: self.source.clone(),
+                    source: source.into(),
+                }),
             Err(err) if err.is::<wasmtime::PoolConcurrencyLimitError>() => Ok(()),
             Err(err) => Err(LoadError::DoesNotFit {
                 path: self.source.clone(),

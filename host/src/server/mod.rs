@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument as _;
+use tracing::{Instrument as _, Span};
 
 use crate::config::{DEFAULT_MAX_HEADERS, HostConfig, Limits};
 use crate::engine::runtime::Runtime;
@@ -77,7 +77,7 @@ impl Server {
         Ok(Self {
             listener,
             http: http_settings(runtime.limits()),
-            dispatcher: Arc::new(dispatcher(registry, runtime.limits())),
+            dispatcher: Arc::new(dispatcher(registry, runtime.limits(), Span::current())),
             connections: TaskTracker::new(),
             stop_connections: CancellationToken::new(),
             _watch: watch,
@@ -195,7 +195,7 @@ impl Server {
 }
 
 /// What every request needs, and every session and managed WebSocket shares.
-fn dispatcher(registry: Arc<Registry>, limits: &Limits) -> Dispatcher {
+fn dispatcher(registry: Arc<Registry>, limits: &Limits, host_span: Span) -> Dispatcher {
     let stats = Arc::new(HostStats::default());
     let sessions = SessionHooks::default();
     let managed = Arc::new(managed::Hooks {
@@ -218,6 +218,7 @@ fn dispatcher(registry: Arc<Registry>, limits: &Limits) -> Dispatcher {
         warnings: HostWarnings::default(),
         hub: Arc::new(Hub::default()),
         managed,
+        host_span,
     }
 }
 

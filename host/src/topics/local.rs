@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
-
-use super::{ConnectionId, Delivery, Outbox, Pushed, TopicBackend};
+use super::{ConnectionId, Delivery, Outbox, Pushed, TopicBackend, WireFrame};
 
 /// Subscriptions held in this process; publishing reaches this process's connections only.
 #[derive(Debug, Default)]
@@ -67,7 +65,7 @@ impl TopicBackend for LocalTopics {
         }
     }
 
-    fn publish(&self, scope: &str, topic: &str, frame: Bytes) -> Delivery {
+    fn publish(&self, scope: &str, topic: &str, frame: WireFrame) -> Delivery {
         let topics = self.read();
         let mut delivery = Delivery::default();
         for outbox in topics
@@ -75,7 +73,8 @@ impl TopicBackend for LocalTopics {
             .into_iter()
             .flat_map(HashMap::values)
         {
-            // `Bytes` clones share one buffer: the message is framed and stored once.
+            // Clones share the header's and the payload's buffers: the message is framed and
+            // stored once.
             match outbox.push(frame.clone()) {
                 Pushed::Queued => delivery.queued += 1,
                 Pushed::Dropped => delivery.dropped += 1,
@@ -88,6 +87,8 @@ impl TopicBackend for LocalTopics {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::super::{Batch, Overflow};
     use super::*;
 
@@ -95,7 +96,7 @@ mod tests {
         Arc::new(Outbox::new(max_bytes, Overflow::Close))
     }
 
-    async fn frames(outbox: &Outbox) -> Vec<Bytes> {
+    async fn frames(outbox: &Outbox) -> Vec<WireFrame> {
         match outbox.next_batch().await {
             Batch::Frames(frames) => frames,
             other => panic!("expected frames, got {other:?}"),
@@ -109,10 +110,10 @@ mod tests {
         topics.subscribe("chat", "room-1", 1, a.clone());
         topics.subscribe("chat", "room-1", 2, b.clone());
         topics.subscribe("chat", "room-2", 3, other.clone());
-        let delivery = topics.publish("chat", "room-1", Bytes::from_static(b"hi"));
+        let delivery = topics.publish("chat", "room-1", Bytes::from_static(b"hi").into());
         assert_eq!(delivery.queued, 2);
-        assert_eq!(frames(&a).await, [Bytes::from_static(b"hi")]);
-        assert_eq!(frames(&b).await, [Bytes::from_static(b"hi")]);
+        assert_eq!(frames(&a).await, [Bytes::from_static(b"hi").into()]);
+        assert_eq!(frames(&b).await, [Bytes::from_static(b"hi").into()]);
         other.close();
         assert_eq!(
             other.next_batch().await,
@@ -126,12 +127,12 @@ mod tests {
         let topics = LocalTopics::default();
         topics.subscribe("chat", "news", 1, outbox(1024));
         assert_eq!(
-            topics.publish("feed", "news", Bytes::from_static(b"x")),
+            topics.publish("feed", "news", Bytes::from_static(b"x").into()),
             Delivery::default()
         );
         assert_eq!(
             topics
-                .publish("chat", "news", Bytes::from_static(b"x"))
+                .publish("chat", "news", Bytes::from_static(b"x").into())
                 .queued,
             1
         );
@@ -159,13 +160,15 @@ mod tests {
         let mut closed = 0;
         for i in 0..5 {
             closed += topics
-                .publish("chat", "room", Bytes::from(format!("msg {i}")))
+                .publish("chat", "room", Bytes::from(format!("msg {i}")).into())
                 .closed;
         }
         assert_eq!(slow.next_batch().await, Batch::Overflowed);
         assert!(closed >= 1);
         let received = frames(&fast).await;
-        let expected: Vec<Bytes> = (0..5).map(|i| Bytes::from(format!("msg {i}"))).collect();
+        let expected: Vec<WireFrame> = (0..5)
+            .map(|i| Bytes::from(format!("msg {i}")).into())
+            .collect();
         assert_eq!(received, expected, "in publish order, none lost");
     }
 }

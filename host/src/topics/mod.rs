@@ -17,9 +17,7 @@ mod outbox;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-pub use outbox::{Batch, CONTROL_ROOM, Outbox, Overflow, Pushed, Refused};
+pub use outbox::{Batch, CONTROL_ROOM, Outbox, Overflow, Pushed, Refused, WireFrame};
 
 /// A connection, as the host numbers them.
 pub type ConnectionId = u64;
@@ -46,5 +44,5 @@ pub trait TopicBackend: Send + Sync {
 
     /// Queues `frame` (already framed for the wire) in the outbox of every subscriber of
     /// `topic` of plugin `scope`. Never waits.
-    fn publish(&self, scope: &str, topic: &str, frame: Bytes) -> Delivery;
+    fn publish(&self, scope: &str, topic: &str, frame: WireFrame) -> Delivery;
 }

@@ -31,6 +31,54 @@ pub enum Overflow {
     DropMessage,
 }
 
+/// One frame as written to the wire: its header and its payload, kept apart so that a large
+/// payload is never copied to put a header in front of it (a vectored write sends both), and
+/// so that a published payload is shared by every subscriber's outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WireFrame {
+    head: Bytes,
+    body: Bytes,
+}
+
+impl WireFrame {
+    /// A frame made of `head` followed by `body`.
+    pub fn new(head: Bytes, body: Bytes) -> Self {
+        Self { head, body }
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len().saturating_add(self.body.len())
+    }
+
+    /// Whether nothing is left to write.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.body.is_empty()
+    }
+
+    /// The parts still to write, in order (empty ones included).
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [&self.head, &self.body]
+    }
+
+    /// Drops the first `count` bytes (written already); at most [`WireFrame::len`].
+    pub fn advance(&mut self, count: usize) {
+        let from_head = count.min(self.head.len());
+        bytes::Buf::advance(&mut self.head, from_head);
+        let from_body = (count - from_head).min(self.body.len());
+        bytes::Buf::advance(&mut self.body, from_body);
+    }
+}
+
+impl From<Bytes> for WireFrame {
+    fn from(whole: Bytes) -> Self {
+        Self {
+            head: whole,
+            body: Bytes::new(),
+        }
+    }
+}
+
 /// Bytes of control frames (pongs, pings, the close) an outbox takes beyond its limit: a close
 /// frame must fit even when the queue is full, and a client flooding pings without reading
 /// must still run out of room.
@@ -60,7 +108,7 @@ pub enum Pushed {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Batch {
     /// Frames to write, oldest first.
-    Frames(Vec<Bytes>),
+    Frames(Vec<WireFrame>),
     /// The client fell behind past the limit under [`Overflow::Close`]: close the connection.
     Overflowed,
     /// The outbox was closed and everything queued before was handed out: stop writing.
@@ -84,7 +132,7 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<WireFrame>,
     bytes: usize,
     overflowed: bool,
     closed: bool,
@@ -105,13 +153,14 @@ impl Outbox {
 
     /// Queues a data `frame` without waiting; when it does not fit, the outbox's [`Overflow`]
     /// policy decides. For publishes: a publisher is never held up by a subscriber.
-    pub fn push(&self, frame: Bytes) -> Pushed {
-        self.push_within(frame, self.max_bytes, true)
+    pub fn push(&self, frame: impl Into<WireFrame>) -> Pushed {
+        self.push_within(frame.into(), self.max_bytes, true)
     }
 
     /// Queues a data `frame` if it fits; otherwise refuses it and changes nothing, so the
     /// sender can decide (a plugin's `send` hears `backpressure`).
-    pub fn try_push(&self, frame: Bytes) -> Result<(), Refused> {
+    pub fn try_push(&self, frame: impl Into<WireFrame>) -> Result<(), Refused> {
+        let frame = frame.into();
         let state = self.lock();
         if state.closed || state.overflowed {
             return Err(Refused::Closed);
@@ -127,22 +176,22 @@ impl Outbox {
     /// Queues a control frame of the framing (a pong, a ping, the close), which may use
     /// [`CONTROL_ROOM`] bytes beyond the limit; past that, the policy decides as for
     /// [`Outbox::push`].
-    pub fn push_control(&self, frame: Bytes) -> Pushed {
+    pub fn push_control(&self, frame: impl Into<WireFrame>) -> Pushed {
         let limit = self.max_bytes.saturating_add(CONTROL_ROOM);
-        self.push_within(frame, limit, false)
+        self.push_within(frame.into(), limit, false)
     }
 
     /// Queues `frame` as the last one (a close frame): nothing is taken after it, and the
     /// writer gets [`Batch::Closed`] once it is written. Like a control frame, it has
     /// [`CONTROL_ROOM`] beyond the limit.
-    pub fn push_final(&self, frame: Bytes) -> Pushed {
+    pub fn push_final(&self, frame: impl Into<WireFrame>) -> Pushed {
         let limit = self.max_bytes.saturating_add(CONTROL_ROOM);
-        let pushed = self.push_within(frame, limit, false);
+        let pushed = self.push_within(frame.into(), limit, false);
         self.close();
         pushed
     }
 
-    fn push_within(&self, frame: Bytes, limit: usize, data: bool) -> Pushed {
+    fn push_within(&self, frame: WireFrame, limit: usize, data: bool) -> Pushed {
         let mut state = self.lock();
         if state.closed || state.overflowed {
             return Pushed::Closed;
@@ -168,7 +217,7 @@ impl Outbox {
         Pushed::Queued
     }
 
-    fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State>, frame: Bytes) {
+    fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State>, frame: WireFrame) {
         state.bytes = state.bytes.saturating_add(frame.len());
         state.frames.push_back(frame);
         drop(state);
@@ -188,7 +237,7 @@ impl Outbox {
     /// Like [`Outbox::next_batch`], but swaps the queued frames into `frames` (which must be
     /// empty), so the writer's buffer and the queue's are reused instead of allocated per
     /// batch. `None` when frames were handed out; otherwise why there are none any more.
-    pub async fn next_batch_into(&self, frames: &mut VecDeque<Bytes>) -> Option<Batch> {
+    pub async fn next_batch_into(&self, frames: &mut VecDeque<WireFrame>) -> Option<Batch> {
         loop {
             // Registered before the check, so a push between the check and the wait still
             // wakes this writer.
@@ -242,6 +291,11 @@ impl Outbox {
         self.queued.load(Ordering::Relaxed)
     }
 
+    /// Whether the outbox was cut off for falling behind (under [`Overflow::Close`]).
+    pub fn is_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
     /// Whether the outbox no longer takes frames (closed, or cut off).
     pub fn is_closed(&self) -> bool {
         let state = self.lock();
@@ -266,8 +320,19 @@ fn fits(state: &State, len: usize, limit: usize) -> bool {
 mod tests {
     use super::*;
 
-    fn frame(text: &str) -> Bytes {
-        Bytes::copy_from_slice(text.as_bytes())
+    /// A frame split into a header and a shared payload advances across both parts.
+    #[test]
+    fn a_wire_frame_advances_across_its_parts() {
+        let mut frame = WireFrame::new(Bytes::from_static(b"ab"), Bytes::from_static(b"cdef"));
+        assert_eq!(frame.len(), 6);
+        frame.advance(3);
+        assert_eq!(frame.parts(), [&b""[..], &b"def"[..]]);
+        frame.advance(3);
+        assert!(frame.is_empty());
+    }
+
+    fn frame(text: &str) -> WireFrame {
+        Bytes::copy_from_slice(text.as_bytes()).into()
     }
 
     #[tokio::test]

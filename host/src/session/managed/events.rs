@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use crate::engine::bindings::Message;
+use wasmtime::component::TypedFunc;
+
+use crate::engine::bindings::MessageRef;
 use crate::engine::cpu::{CpuExceeded, SessionCpu, metered};
 use crate::http::admission::HostStats;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
@@ -191,20 +193,32 @@ impl Guest {
         self.finish(EVENT, called)
     }
 
-    /// Calls `on-message`.
+    /// Calls `on-message`, lowering `message` straight from the framing's buffer.
     pub(crate) async fn on_message(
         &mut self,
         id: ConnectionId,
-        message: &Message,
+        message: MessageRef<'_>,
     ) -> Result<(), EventFailure> {
         const EVENT: &str = "on-message";
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
-        let events = instance.bindings.switchyard_plugin_events().clone();
+        let func = *instance
+            .bindings
+            .switchyard_plugin_events()
+            .func_on_message()
+            .func();
+        // SAFETY: `new_unchecked` skips the check that the function's WIT type matches the
+        // Rust types. It does: the plugin was type-checked against the `plugin` world when it
+        // was loaded (`PluginPre::new`), so `on-message` takes `(u64, message)`; `MessageRef`
+        // is `message` with borrowed payloads (the same cases, in the same order, with
+        // `string` and `list<u8>` payloads), as the generated `call_on_message` passes it, and
+        // the load checked this very pairing with `Func::typed` (`check_instantiates`).
+        #[allow(unsafe_code)]
+        let on_message = unsafe { TypedFunc::<(u64, MessageRef<'_>), ()>::new_unchecked(func) };
         // Boxed: the call's future is a few KiB, and inline it would make every connection's
         // task that much larger for its whole life, hibernated or not.
         let called = Box::pin(metered(
-            events.call_on_message(&mut instance.store, id, message),
+            on_message.call_async(&mut instance.store, (id, message)),
             &cpu,
         ))
         .await;

@@ -1,13 +1,19 @@
 //! WebSocket frames the host writes itself, formatted by tungstenite (never by hand): a data
 //! frame for a plugin's `send` or `publish` (formatted once, then shared by every outbox it is
-//! queued in), and the close frame the host sends when it cuts a connection off.
+//! queued in; a large payload is not copied behind its header), and the close frame the host
+//! sends when it cuts a connection off.
 
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
 use crate::engine::bindings::Message;
+use crate::topics::WireFrame;
+
+/// Payloads up to this size are copied behind their header into one buffer (one allocation,
+/// one slice to write); larger ones stay where they are and are written after it.
+const COPY_PAYLOAD_BYTES: usize = 512;
 
 /// Longest close reason that fits a control frame (125 bytes less the 2-byte code).
 pub(crate) const MAX_CLOSE_REASON_BYTES: usize = 123;
@@ -21,12 +27,22 @@ pub(crate) fn payload_len(message: &Message) -> usize {
 }
 
 /// `message` as one final, unmasked (server-to-client) data frame.
-pub(crate) fn data_frame(message: Message) -> Bytes {
-    let frame = match message {
-        Message::Text(text) => Frame::message(text.into_bytes(), OpCode::Data(Data::Text), true),
-        Message::Binary(bytes) => Frame::message(bytes, OpCode::Data(Data::Binary), true),
+pub(crate) fn data_frame(message: Message) -> WireFrame {
+    let (payload, opcode) = match message {
+        Message::Text(text) => (Bytes::from(text.into_bytes()), Data::Text),
+        Message::Binary(bytes) => (Bytes::from(bytes), Data::Binary),
     };
-    format(frame)
+    if payload.len() <= COPY_PAYLOAD_BYTES {
+        return format(Frame::message(payload, OpCode::Data(opcode), true)).into();
+    }
+    let header = FrameHeader {
+        opcode: OpCode::Data(opcode),
+        ..FrameHeader::default()
+    };
+    let mut head = Vec::with_capacity(header.len(payload.len() as u64));
+    // Writing into a `Vec` cannot fail.
+    let _ = header.format(payload.len() as u64, &mut head);
+    WireFrame::new(Bytes::from(head), payload)
 }
 
 /// A close frame with `code` and `reason` (cut to [`MAX_CLOSE_REASON_BYTES`] on a character
@@ -69,13 +85,24 @@ pub(crate) fn is_sendable_close_code(code: u16) -> bool {
 mod tests {
     use super::*;
 
+    fn wire(frame: &WireFrame) -> Vec<u8> {
+        frame.parts().concat()
+    }
+
     #[test]
     fn frames_are_unmasked_and_final() {
-        let frame = data_frame(Message::Text("hi".into()));
-        assert_eq!(&frame[..], &[0x81, 2, b'h', b'i']);
-        let frame = data_frame(Message::Binary(vec![0; 200]));
-        assert_eq!(&frame[..4], &[0x82, 126, 0, 200]);
+        assert_eq!(
+            wire(&data_frame(Message::Text("hi".into()))),
+            [0x81, 2, b'h', b'i']
+        );
+        let frame = wire(&data_frame(Message::Binary(vec![0; 200])));
+        assert_eq!(frame[..4], [0x82, 126, 0, 200]);
         assert_eq!(frame.len(), 204);
+        // A large payload is not copied: it follows its header as a part of its own.
+        let frame = data_frame(Message::Binary(vec![7; 70_000]));
+        let [head, body] = frame.parts();
+        assert_eq!(head, [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        assert_eq!(body.len(), 70_000);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PluginLimits;
-use crate::engine::bindings::Message;
+use crate::engine::bindings::MessageRef;
 use crate::http::gauge::GaugeGuard;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::session::pump::{self, ClientWriter};
@@ -505,8 +505,7 @@ async fn on_received(
     now: Instant,
 ) -> Phase {
     let message = match received {
-        Some(Ok(WsMessage::Text(text))) => Message::Text(text.as_str().to_owned()),
-        Some(Ok(WsMessage::Binary(bytes))) => Message::Binary(bytes.to_vec()),
+        Some(Ok(message @ (WsMessage::Text(_) | WsMessage::Binary(_)))) => message,
         // tungstenite has queued the pong; it goes out with its next read.
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
             return Phase::Open;
@@ -519,9 +518,15 @@ async fn on_received(
         Some(Err(err)) => return read_failed(ws, err),
         None => return Phase::Done(End::ClientGone("connection ended".to_owned())),
     };
+    // Lent to the plugin straight from the framing's buffer.
+    let lent = match &message {
+        WsMessage::Text(text) => MessageRef::Text(text.as_str()),
+        WsMessage::Binary(bytes) => MessageRef::Binary(bytes),
+        _ => return Phase::Open,
+    };
     traffic.messages_in += 1;
     clock.last_event = now;
-    match guest.on_message(id, &message).await {
+    match guest.on_message(id, lent).await {
         Ok(()) => {
             hibernate_if_wanted(guest);
             Phase::Open
@@ -561,6 +566,11 @@ fn close_of(frame: Option<tungstenite::protocol::CloseFrame>) -> (u16, String) {
 
 /// A read error: the client broke the protocol (closed with the matching code), or it is gone.
 fn read_failed(ws: &mut Ws, err: WsError) -> Phase {
+    // tungstenite's pong (or close reply) did not fit: the client reads too slowly. The
+    // writer may be half-way through a frame, so no close frame follows.
+    if ws.get_ref().outbox().is_overflowed() {
+        return Phase::Done(End::SlowConsumer { clean: false });
+    }
     let (code, reason) = match &err {
         WsError::Utf8(_) => (
             code::INVALID_DATA,
@@ -646,7 +656,8 @@ async fn finish(
         let mut close = std::collections::VecDeque::from([frames::close_frame(
             code::POLICY_VIOLATION,
             "client too slow",
-        )]);
+        )
+        .into()]);
         let _ =
             tokio::time::timeout(FLUSH_TIMEOUT, socket::write_all(&mut writer, &mut close)).await;
     }

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use crate::config::PluginLimits;
 use crate::ratelimit::LogRateLimit;
 use crate::topics::local::LocalTopics;
-use crate::topics::{ConnectionId, Outbox, TopicBackend};
+use crate::topics::{ConnectionId, Outbox, TopicBackend, WireFrame};
 
 /// The connections and topics of every plugin.
 pub(crate) struct Hub {
@@ -134,7 +134,7 @@ impl PluginScope {
     }
 
     /// Queues `frame` for every subscriber of `topic` of this plugin.
-    pub(crate) fn publish(&self, topic: &str, frame: Bytes) -> crate::topics::Delivery {
+    pub(crate) fn publish(&self, topic: &str, frame: WireFrame) -> crate::topics::Delivery {
         self.topics.publish(&self.name, topic, frame)
     }
 

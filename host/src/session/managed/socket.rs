@@ -14,13 +14,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
 
 use crate::session::pump::{ClientReader, ClientWriter};
-use crate::topics::{Batch, Outbox, Pushed};
+use crate::topics::{Batch, Outbox, Pushed, WireFrame};
 
 /// Most buffers handed to one vectored write (Linux's `IOV_MAX` is 1,024).
 const MAX_IOVECS: usize = 64;
@@ -115,7 +115,7 @@ pub(crate) enum WriterEnd {
 /// Meant to be polled to its end (it is not cancel safe: a batch may be half written).
 pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> WriterEnd {
     // Swapped with the outbox's queue for every batch: no allocation per batch.
-    let mut frames = VecDeque::new();
+    let mut frames: VecDeque<WireFrame> = VecDeque::new();
     loop {
         if let Some(ended) = outbox.next_batch_into(&mut frames).await {
             return match ended {
@@ -138,7 +138,7 @@ pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> 
 /// call.
 pub(crate) async fn write_all(
     writer: &mut ClientWriter,
-    frames: &mut VecDeque<Bytes>,
+    frames: &mut VecDeque<WireFrame>,
 ) -> io::Result<()> {
     std::future::poll_fn(|cx| poll_write_all(writer.as_mut(), cx, frames)).await?;
     writer.flush().await
@@ -149,13 +149,17 @@ pub(crate) async fn write_all(
 fn poll_write_all(
     mut writer: Pin<&mut (dyn AsyncWrite + Send)>,
     cx: &mut Context<'_>,
-    frames: &mut VecDeque<Bytes>,
+    frames: &mut VecDeque<WireFrame>,
 ) -> Poll<io::Result<()>> {
     while !frames.is_empty() {
         let mut slices = [io::IoSlice::new(&[]); MAX_IOVECS];
         let mut count = 0;
-        for (slot, frame) in slices.iter_mut().zip(frames.iter()) {
-            *slot = io::IoSlice::new(frame);
+        let parts = frames
+            .iter()
+            .flat_map(WireFrame::parts)
+            .filter(|part| !part.is_empty());
+        for (slot, part) in slices.iter_mut().zip(parts) {
+            *slot = io::IoSlice::new(part);
             count += 1;
         }
         let slices = slices.get(..count).unwrap_or_default();

@@ -170,3 +170,58 @@ async fn slow_send(client: &mut Client, command: &str) {
         .await
         .unwrap();
 }
+
+/// A client that floods pings and never reads cannot grow the host's memory: the host's pongs
+/// queue in the same bounded buffer as everything else, and the client is cut off once it is
+/// full.
+#[tokio::test]
+async fn a_ping_flood_without_reading_is_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    bounded(async {
+        let sidecar = "[limits]\nmax_outbound_bytes = 1024\n";
+        let host = TestHost::start_configured(&["managed"], &[("managed", sidecar)], None).await;
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(host.addr).await.unwrap();
+        stream
+            .write_all(
+                b"GET /managed HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+                  sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        // Masked (key 0) pings with 125-byte payloads, in batches, until the host hangs up.
+        let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+        ping.extend_from_slice(&[b'p'; 125]);
+        let batch = ping.repeat(100);
+        let mut cut_off = false;
+        for _ in 0..2_000 {
+            if stream.write_all(&batch).await.is_err() {
+                cut_off = true;
+                break;
+            }
+            if host
+                .log_lines()
+                .iter()
+                .any(|line| line.contains("connection cut off"))
+            {
+                cut_off = true;
+                break;
+            }
+        }
+        assert!(
+            cut_off,
+            "200,000 pings later the client was still connected"
+        );
+        host.wait_for_log(
+            &["connection cut off: the client fell behind past its outbound buffer"],
+            LOG_WAIT,
+        )
+        .await;
+        eventually("the connection is gone", LOG_WAIT, || {
+            host.stats().live_websockets() == 0
+        })
+        .await;
+    })
+    .await;
+}
