@@ -3,8 +3,15 @@
 //! native tokio-tungstenite server (the physical limit) and Node's `ws`, over a matrix of
 //! connection counts and message sizes. Targets for the managed echo on every row: ≥ 0.90 of
 //! native msg/s, p99 ≤ 1.2 × native, and more msg/s than Node.
+//!
+//! Each row's measured time is cut into one-second slices and the servers take turns slice by
+//! slice (in a rotating order), each slice on fresh connections; a row's figures are the
+//! medians of its slices. On a shared machine that keeps a burst of someone else's work from
+//! landing on one server's whole measurement.
 
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use crate::client::{Summary, Window, ws};
 use crate::options::{Options, Section};
@@ -25,6 +32,12 @@ const RATE_TARGET: f64 = 0.90;
 const P99_TARGET: f64 = 1.2;
 /// Pause between loads, so the previous load's sessions have closed on the server.
 const SETTLE: Duration = Duration::from_millis(300);
+/// A row's measured time is cut into slices of this length, and the four servers take turns
+/// slice by slice in a rotating order, so a burst of other work on a shared machine falls on
+/// all of them alike; each figure is the median of its slices.
+const SLICE: Duration = Duration::from_secs(1);
+/// Warm-up of every slice after a row's first (which warms up for the run's warm-up time).
+const SLICE_WARMUP: Duration = Duration::from_millis(300);
 /// The plugins the host serves: the managed echo at `/echo`, the raw one at `/echo-raw`.
 const PLUGINS: &[&str] = &["echo", "echo-raw"];
 
@@ -44,38 +57,68 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     let mut host = roles::start_host(folder.path())?;
     let mut native = roles::start_native_echo()?;
     let node = node::start(node::Script::Echo);
-    let window = Window {
-        warmup: options.warmup(),
-        measure: options.measure,
-    };
+    let slices = options.measure.as_secs().max(1);
     let mut rows = Vec::new();
     for (connections, size, label) in LOADS {
-        let managed = ws::echo_load(host.addr(), "/echo", connections, size, window).await;
-        let managed = checked(managed, &mut host, label)?;
-        tokio::time::sleep(SETTLE).await;
-        let raw = ws::echo_load(host.addr(), "/echo-raw", connections, size, window).await;
-        let raw = checked(raw, &mut host, label)?;
-        tokio::time::sleep(SETTLE).await;
-        let native_summary = ws::echo_load(native.addr(), "/", connections, size, window).await;
-        let native_summary = checked(native_summary, &mut native, label)?;
-        tokio::time::sleep(SETTLE).await;
-        let node = match &node {
-            Ok(server) => {
-                let result = ws::echo_load(server.addr(), "/", connections, size, window).await;
+        let mut managed = Vec::new();
+        let mut raw = Vec::new();
+        let mut native_slices = Vec::new();
+        let mut node_slices = Vec::new();
+        let mut node_failure = None;
+        for slice in 0..slices {
+            let window = Window {
+                warmup: if slice == 0 {
+                    options.warmup()
+                } else {
+                    SLICE_WARMUP
+                },
+                measure: SLICE,
+            };
+            for turn in 0..4 {
+                match (slice + turn) % 4 {
+                    0 => {
+                        let load = ws::echo_load(host.addr(), "/echo", connections, size, window);
+                        managed.push(checked(load.await, &mut host, label)?);
+                    }
+                    1 => {
+                        let load =
+                            ws::echo_load(host.addr(), "/echo-raw", connections, size, window);
+                        raw.push(checked(load.await, &mut host, label)?);
+                    }
+                    2 => {
+                        let load = ws::echo_load(native.addr(), "/", connections, size, window);
+                        native_slices.push(checked(load.await, &mut native, label)?);
+                    }
+                    _ => match (&node, &node_failure) {
+                        (Ok(server), None) => {
+                            let load = ws::echo_load(server.addr(), "/", connections, size, window);
+                            match load.await {
+                                Ok(summary) => node_slices.push(summary),
+                                Err(err) => node_failure = Some(format!("failed: {err:#}")),
+                            }
+                        }
+                        _ => continue,
+                    },
+                }
                 tokio::time::sleep(SETTLE).await;
-                result.map_err(|err| format!("failed: {err:#}"))
             }
-            Err(reason) => Err(format!("skipped: {reason}")),
+        }
+        let median =
+            |slices: &[Summary]| Summary::median_of(slices).context("no slice was measured");
+        let node = match (&node, node_failure) {
+            (Err(reason), _) => Err(format!("skipped: {reason}")),
+            (Ok(_), Some(failure)) => Err(failure),
+            (Ok(_), None) => median(&node_slices).map_err(|err| format!("failed: {err:#}")),
         };
         rows.push(Row {
             label,
-            managed,
-            raw,
-            native: native_summary,
+            managed: median(&managed)?,
+            raw: median(&raw)?,
+            native: median(&native_slices)?,
             node,
         });
     }
-    print(&rows, window);
+    print(&rows, slices);
     Ok(())
 }
 
@@ -89,15 +132,16 @@ fn checked(
     result.map_err(|err| err.context(format!("load {label}")))
 }
 
-fn print(rows: &[Row], window: Window) {
+fn print(rows: &[Row], slices: u64) {
     let node_cell = |node: &Result<Summary, String>, pick: fn(&Summary) -> String| match node {
         Ok(summary) => pick(summary),
         Err(_) => "–".to_owned(),
     };
     let mut throughput = Table::new(
         format!(
-            "Throughput, msg/s (one message in flight per connection, {} s window)",
-            window.measure.as_secs()
+            "Throughput, msg/s (one message in flight per connection; median of {slices} \
+             slices of {} s, the servers taking turns)",
+            SLICE.as_secs()
         ),
         &[
             "load",
@@ -115,7 +159,7 @@ fn print(rows: &[Row], window: Window) {
         ],
     );
     let mut latency = Table::new(
-        "Round trip, p50 / p99",
+        "Round trip, p50 / p99 (medians of the slices' figures)",
         &[
             "load",
             "managed p50",

@@ -21,6 +21,22 @@ pub(crate) struct Summary {
     pub(crate) p99: Duration,
 }
 
+impl Summary {
+    /// The median of each figure over several measurements of one load (`None` if there are
+    /// none): robust against the few that a burst of other work on the machine stretched.
+    pub(crate) fn median_of(summaries: &[Summary]) -> Option<Summary> {
+        fn median<T: Copy + PartialOrd>(mut values: Vec<T>) -> Option<T> {
+            values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            values.get(values.len() / 2).copied()
+        }
+        Some(Summary {
+            per_sec: median(summaries.iter().map(|s| s.per_sec).collect())?,
+            p50: median(summaries.iter().map(|s| s.p50).collect())?,
+            p99: median(summaries.iter().map(|s| s.p99).collect())?,
+        })
+    }
+}
+
 /// Round trips of every connection of one load.
 pub(super) struct Latencies {
     histogram: Histogram<u64>,
@@ -59,5 +75,29 @@ impl Latencies {
             p50: quantile(0.5),
             p99: quantile(0.99),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_summaries_takes_each_figure_apart() {
+        let summary = |per_sec, p50, p99| Summary {
+            per_sec,
+            p50: Duration::from_micros(p50),
+            p99: Duration::from_micros(p99),
+        };
+        let median = Summary::median_of(&[
+            summary(10.0, 5, 900),
+            summary(30.0, 1, 100),
+            summary(20.0, 3, 300),
+        ])
+        .unwrap();
+        assert_eq!(median.per_sec, 20.0);
+        assert_eq!(median.p50, Duration::from_micros(3));
+        assert_eq!(median.p99, Duration::from_micros(300));
+        assert!(Summary::median_of(&[]).is_none());
     }
 }
