@@ -504,8 +504,9 @@ async fn the_name_survives_hibernation() {
         for member in [&mut ada, &mut bob] {
             member.expect(&message("lobby", "ada", "after a nap")).await;
         }
+        let ada_connection = connection_of(&host, "ada").await;
         host.wait_for_log(
-            &["name=ada", "on-message: woke from hibernation"],
+            &[&ada_connection, "on-message: woke from hibernation"],
             SETTLE_WITHIN,
         )
         .await;
@@ -527,13 +528,43 @@ async fn a_hibernated_member_leaves_with_its_name() {
         wait_for_hibernations(&host, 2).await;
         bob.socket.close(None).await.unwrap();
         ada.expect(&left("lobby", "bob")).await;
+        let bob_connection = connection_of(&host, "bob").await;
         host.wait_for_log(
-            &["name=bob", "on-close: woke from hibernation"],
+            &[&bob_connection, "on-close: woke from hibernation"],
             SETTLE_WITHIN,
         )
         .await;
     })
     .await;
+}
+
+/// The span field that names member `name`'s connection in the host's log (`connection=<id>`).
+/// A connection's lines carry its number, not its request's path; the path, with the name in
+/// it, is logged once, when the WebSocket is accepted.
+async fn connection_of(host: &TestHost, name: &str) -> String {
+    let path_end = format!("?name={name}");
+    let deadline = tokio::time::Instant::now() + SETTLE_WITHIN;
+    let accepted = loop {
+        let found = host.log_lines().into_iter().find(|line| {
+            line.contains("websocket accepted") && line.trim_end().ends_with(&path_end)
+        });
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the host logged no accepted WebSocket for {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let id: String = accepted
+        .split("connection=")
+        .nth(1)
+        .expect("the accepted line names its connection")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    format!("connection={id}}}")
 }
 
 /// The `n`th message of the slow-member test: about 2 KiB, numbered.
@@ -632,10 +663,11 @@ async fn a_slow_member_is_cut_off_and_the_others_get_everything() {
             readers.push(tokio::spawn(task));
         }
 
+        let slow_connection = connection_of(&host, "slow").await;
         let cut_off = |host: &TestHost| {
             host.log_lines()
                 .iter()
-                .any(|line| line.contains("name=slow") && line.contains("connection cut off"))
+                .any(|line| line.contains(&slow_connection) && line.contains("connection cut off"))
         };
         let mut sent = 0;
         while !cut_off(&host) {
@@ -853,7 +885,8 @@ async fn after_a_reload_live_members_keep_their_version_until_they_hibernate() {
         wait_for_hibernations(&host, 2).await;
         ada.say("now echo").await;
         ada.expect("now echo").await;
-        host.wait_for_log(&["name=ada", "woke on a new version"], SETTLE_WITHIN)
+        let ada_connection = connection_of(&host, "ada").await;
+        host.wait_for_log(&[&ada_connection, "woke on a new version"], SETTLE_WITHIN)
             .await;
         bob.say("me too").await;
         bob.expect("me too").await;

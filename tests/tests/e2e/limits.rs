@@ -516,10 +516,22 @@ async fn concurrent_handle_calls_are_capped_per_plugin() {
         let host =
             TestHost::start_configured(&["misbehave", "hello"], &[("misbehave", one)], None).await;
         let addr = host.addr;
-        let sleeping = tokio::spawn(async move { get(addr, "/misbehave/slow-handle", &[]).await });
+        let sleep =
+            move || tokio::spawn(async move { get(addr, "/misbehave/slow-handle", &[]).await });
+        let mut sleeping = sleep();
         let mut refused = None;
-        // The sleeper needs a moment to be admitted; probe until it has been.
-        for _ in 0..100 {
+        // The sleeper needs a moment to be admitted; probe until it has been. On a busy machine
+        // a probe can be admitted first and the sleeper refused: then it tries again.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if sleeping.is_finished() {
+                let lost = sleeping.await.unwrap();
+                assert_eq!(
+                    lost.status, 503,
+                    "the sleeper answered before any probe was refused"
+                );
+                sleeping = sleep();
+            }
             let reply = get(addr, "/misbehave/ok", &[]).await;
             if reply.status == 503 {
                 refused = Some(reply);
