@@ -190,8 +190,9 @@ impl Options {
         } else {
             0
         };
+        // A room on each of the three fan-out servers at once, so their rounds can alternate.
         let fanout = if sections.contains(&Section::Fanout) {
-            self.fanout_rooms().into_iter().max().unwrap_or(0)
+            3 * self.fanout_rooms().into_iter().max().unwrap_or(0)
         } else {
             0
         };

@@ -51,6 +51,18 @@ pub(crate) struct FanoutFigures {
 }
 
 impl FanoutFigures {
+    /// The rounds of several rooms of one size, as one.
+    pub(crate) fn merge(blocks: &[FanoutFigures]) -> FanoutFigures {
+        FanoutFigures {
+            members: blocks.first().map_or(0, |block| block.members),
+            rounds: blocks
+                .iter()
+                .flat_map(|block| block.rounds.clone())
+                .collect(),
+            stale: blocks.iter().map(|block| block.stale).sum(),
+        }
+    }
+
     /// Deliveries per second of the median round: the members over the median time from
     /// publish to last delivery. The median, not the mean, because on a shared machine a few
     /// rounds stretched by other work would otherwise decide the figure.
@@ -316,5 +328,7 @@ mod tests {
             stale: 0,
         };
         assert!((figures.deliveries_per_sec() - 500_000.0).abs() < 1.0);
+        let merged = FanoutFigures::merge(&[figures.clone(), figures]);
+        assert_eq!((merged.members, merged.rounds.len()), (1_000, 6));
     }
 }
