@@ -16,6 +16,8 @@ use crate::{built_plugin, logs};
 /// Debounce used by test hosts: short, so reload tests are quick, but long enough to merge the
 /// events of one file copy.
 const TEST_RELOAD_DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long [`TestHost::websocket_connection`] waits for the accepted line.
+const LOG_WAIT: Duration = Duration::from_secs(10);
 /// How often [`TestHost::wait_for_log`] looks again.
 const LOG_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -183,6 +185,40 @@ impl TestHost {
     /// Every log line this host has written so far.
     pub fn log_lines(&self) -> Vec<String> {
         logs::lines_containing(&self.log_marker)
+    }
+
+    /// The span field, `connection=<n>}`, that names a managed WebSocket's lines in this host's
+    /// log: the first connection accepted after the host's first `since` lines whose request
+    /// path (and query) ends with `path_end`. A connection's lines carry its number, not its
+    /// path; the path is logged once, when the WebSocket is accepted. Panics if none is
+    /// accepted within [`LOG_WAIT`].
+    pub async fn websocket_connection(&self, path_end: &str, since: usize) -> String {
+        let deadline = tokio::time::Instant::now() + LOG_WAIT;
+        let accepted = loop {
+            let found = self.log_lines().into_iter().skip(since).find(|line| {
+                line.contains("websocket accepted") && line.trim_end().ends_with(path_end)
+            });
+            if let Some(line) = found {
+                break line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no WebSocket to a path ending {path_end:?} was accepted within {LOG_WAIT:?}"
+            );
+            tokio::time::sleep(LOG_POLL_INTERVAL).await;
+        };
+        let number: String = accepted
+            .split("connection=")
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert!(
+            !number.is_empty(),
+            "the accepted line names no connection: {accepted}"
+        );
+        format!("connection={number}}}")
     }
 
     /// Waits until this host logs a line containing every one of `needles`, and returns it.

@@ -538,33 +538,9 @@ async fn a_hibernated_member_leaves_with_its_name() {
     .await;
 }
 
-/// The span field that names member `name`'s connection in the host's log (`connection=<id>`).
-/// A connection's lines carry its number, not its request's path; the path, with the name in
-/// it, is logged once, when the WebSocket is accepted.
+/// The span field that names member `name`'s connection in the host's log.
 async fn connection_of(host: &TestHost, name: &str) -> String {
-    let path_end = format!("?name={name}");
-    let deadline = tokio::time::Instant::now() + SETTLE_WITHIN;
-    let accepted = loop {
-        let found = host.log_lines().into_iter().find(|line| {
-            line.contains("websocket accepted") && line.trim_end().ends_with(&path_end)
-        });
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the host logged no accepted WebSocket for {name}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let id: String = accepted
-        .split("connection=")
-        .nth(1)
-        .expect("the accepted line names its connection")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    format!("connection={id}}}")
+    host.websocket_connection(&format!("?name={name}"), 0).await
 }
 
 /// The `n`th message of the slow-member test: about 2 KiB, numbered.

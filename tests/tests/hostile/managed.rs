@@ -128,13 +128,15 @@ async fn closed_after_message(host: &TestHost, case: &str) -> Ended {
 /// Waits until a connection to `case` opened after the host's first `since` log lines has
 /// hibernated (its log says so; the bystander `echo` keeps the host's awake count above zero).
 async fn hibernated(host: &TestHost, case: &str, since: usize) {
-    let path = format!("path=/misbehave/{case}");
+    let connection = host
+        .websocket_connection(&format!("path=/misbehave/{case}"), since)
+        .await;
     let deadline = tokio::time::Instant::now() + SETTLE;
     while !host
         .log_lines()
         .iter()
         .skip(since)
-        .any(|line| line.contains(&path) && line.contains("hibernating"))
+        .any(|line| line.contains(&connection) && line.contains("hibernating"))
     {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -174,11 +176,7 @@ async fn connection_cpu_budget() {
         })
         .await;
         host.wait_for_log(
-            &[
-                "path=/misbehave/ws-loop",
-                "closed (1011)",
-                "CPU budget is used up",
-            ],
+            &["plugin=misbehave", "closed (1011)", "CPU budget is used up"],
             SETTLE,
         )
         .await;
@@ -251,11 +249,8 @@ async fn loop_in_on_close() {
             }
         })
         .await;
-        host.wait_for_log(
-            &["path=/misbehave/ws-loop-close", "on-close", "CPU limit"],
-            SETTLE,
-        )
-        .await;
+        host.wait_for_log(&["plugin=misbehave", "on-close", "CPU limit"], SETTLE)
+            .await;
     })
     .await;
 }
@@ -275,7 +270,7 @@ async fn traps_in_on_message() {
         .await;
         // The panic's message is the plugin's own stderr line; the others are the trap's.
         host.wait_for_log(
-            &["path=/misbehave/ws-panic", "panic in on-message, as asked"],
+            &["plugin=misbehave", "panic in on-message, as asked"],
             SETTLE,
         )
         .await;
@@ -284,9 +279,11 @@ async fn traps_in_on_message() {
             ("ws-unreachable", "unreachable"),
             ("ws-out-of-bounds", "out of bounds memory access"),
         ] {
-            let path = format!("path=/misbehave/{case}");
+            let connection = host
+                .websocket_connection(&format!("path=/misbehave/{case}"), 0)
+                .await;
             host.wait_for_log(
-                &[&path, "closed (1011)", "trapped in on-message", why],
+                &[&connection, "closed (1011)", "trapped in on-message", why],
                 SETTLE,
             )
             .await;
@@ -316,14 +313,11 @@ async fn traps_after_hibernation() {
             }
         })
         .await;
-        host.wait_for_log(
-            &["path=/misbehave/ws-out-of-bounds", "woke from hibernation"],
-            SETTLE,
-        )
-        .await;
+        host.wait_for_log(&["plugin=misbehave", "woke from hibernation"], SETTLE)
+            .await;
         host.wait_for_log(
             &[
-                "path=/misbehave/ws-out-of-bounds",
+                "plugin=misbehave",
                 "trapped in on-message",
                 "out of bounds memory access",
             ],
@@ -462,7 +456,7 @@ async fn publish_flood() {
             .await;
         host.wait_for_log(
             &[
-                "path=/misbehave/ws-subscriber",
+                "plugin=misbehave",
                 "cut off",
                 "fell behind past its outbound buffer (1008)",
             ],
@@ -531,7 +525,7 @@ async fn publish_flood_with_the_drop_policy() {
         .await;
         host.wait_for_log(
             &[
-                "path=/misbehave/ws-flood-publish",
+                "plugin=misbehave",
                 "publish to topic \"flood\": dropped for 1 subscriber(s)",
             ],
             SETTLE,
