@@ -276,7 +276,10 @@ fn print(counts: &[Count]) {
         count.sessions >= TARGET_SESSIONS
             && matches!(&count.host, Err(reason) if reason.starts_with(NOT_RUN))
     });
-    let verdict = if held < TARGET_SESSIONS && untried {
+    let asked = counts.iter().any(|count| count.sessions >= TARGET_SESSIONS);
+    let verdict = if !asked {
+        "(not asked: see --sessions)".to_owned()
+    } else if held < TARGET_SESSIONS && untried {
         "not run".to_owned()
     } else {
         report::verdict(held >= TARGET_SESSIONS)
