@@ -41,6 +41,8 @@ const FD_MARGIN: u64 = 1_024;
 const TARGET_BYTES: f64 = 12.0 * 1024.0;
 /// Sessions one host process must hold.
 const TARGET_SESSIONS: usize = 100_000;
+/// How a count the open-files limit could not hold is reported.
+const NOT_RUN: &str = "not run";
 
 /// A server's memory before and after the sessions opened.
 struct Figure {
@@ -77,7 +79,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
         let (soft, hard) = affinity::fd_limits();
         if soft < needed {
             let reason = format!(
-                "not run: {sessions} sessions need {needed} open files per process; the limit is \
+                "{NOT_RUN}: {sessions} sessions need {needed} open files per process; the limit is \
                  {soft} (hard {hard}). Raise the hard limit before starting (`ulimit -Hn`; \
                  needs root with CAP_SYS_RESOURCE, up to fs.nr_open)"
             );
@@ -269,11 +271,24 @@ fn print(counts: &[Count]) {
     }
     table.print();
 
+    // A target count that could not even be tried here is no verdict on the host.
+    let untried = counts.iter().any(|count| {
+        count.sessions >= TARGET_SESSIONS
+            && matches!(&count.host, Err(reason) if reason.starts_with(NOT_RUN))
+    });
+    let asked = counts.iter().any(|count| count.sessions >= TARGET_SESSIONS);
+    let verdict = if !asked {
+        "(not asked: see --sessions)".to_owned()
+    } else if held < TARGET_SESSIONS && untried {
+        "not run".to_owned()
+    } else {
+        report::verdict(held >= TARGET_SESSIONS)
+    };
     let mut target = Table::new("Sessions held by one host process", &["held", "target", ""]);
     target.row(vec![
         report::rate(held as f64),
         report::rate(TARGET_SESSIONS as f64),
-        report::verdict(held >= TARGET_SESSIONS),
+        verdict,
     ]);
     target.print();
 }
