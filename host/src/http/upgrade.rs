@@ -118,8 +118,11 @@ pub(crate) fn accept(
     Ok(response)
 }
 
-/// The comma-separated tokens of a list-valued header, trimmed, empty ones skipped.
-fn tokens<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> impl Iterator<Item = &'a str> {
+/// The comma-separated tokens of a list-valued header, trimmed, empty ones skipped. The managed
+/// WebSocket handshake reads its token lists with it too.
+pub(crate) fn tokens<'a>(
+    values: impl Iterator<Item = &'a HeaderValue>,
+) -> impl Iterator<Item = &'a str> {
     values
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::http;
 use crate::config::PluginLimits;
 use crate::engine::bindings::WebsocketAccept;
 use crate::http::guest_response::{Body, InvalidAnswer, header_map, host_response};
+use crate::http::upgrade::tokens;
 
 /// Response fields the handshake owns; a plugin naming one in its `websocket` answer is
 /// refused (`upgrade` and `connection` are refused as hop-by-hop already).
@@ -255,15 +256,6 @@ fn refusal(error: WsError) -> Response<Body> {
         _ => (StatusCode::BAD_REQUEST, "bad websocket handshake"),
     };
     host_response(status, message)
-}
-
-/// The comma-separated tokens of a list-valued field, trimmed, empty ones skipped.
-fn tokens<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> impl Iterator<Item = &'a str> {
-    values
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
 }
 
 #[cfg(test)]
