@@ -3,7 +3,8 @@
 # tests, including the end-to-end ones that build the plugins from source and the one that drives
 # the chat page in a real browser.
 # Needs only rustup: it installs the WebAssembly target and the components it uses if missing,
-# and tests/browser/setup.sh installs Chromium (Debian) and playwright-core (npm) if missing.
+# tests/browser/setup.sh installs Chromium (Debian) and playwright-core (npm) if missing, and
+# tests/services/setup.sh installs redis-server and nginx (Debian) for the scale-out tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,23 +15,32 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-# The browser test runs when its tools are ready; only a registry out of reach (setup.sh exits
-# 75) skips it, loudly, and any other setup failure fails the run. REQUIRED makes the test fail,
-# rather than skip, if it then cannot find what setup.sh installed.
-browser_skipped=""
-browser_setup=0
-bash tests/browser/setup.sh || browser_setup=$?
-case "$browser_setup" in
-0) export SWITCHYARD_BROWSER_REQUIRED=1 ;;
-75)
-    browser_skipped="$(cat "${CARGO_TARGET_DIR:-target}/browser/skipped")"
-    export SWITCHYARD_BROWSER_SKIP="$browser_skipped"
-    ;;
-*) exit "$browser_setup" ;;
-esac
+# The browser test and the scale-out tests run when their tools are ready; only a registry out
+# of reach (the setup script exits 75) skips them, loudly, and any other setup failure fails the
+# run. REQUIRED makes the tests fail, rather than skip, if they then cannot find what the setup
+# installed.
+skipped=()
+# Runs setup script $1 for the group whose environment variables start with $2 and whose
+# setup writes its reason for skipping into <target>/$3/skipped.
+prepare() {
+    local script=$1 prefix=$2 work=$3 status=0
+    bash "$script" || status=$?
+    case "$status" in
+    0) export "${prefix}_REQUIRED=1" ;;
+    75)
+        local reason
+        reason="$(cat "${CARGO_TARGET_DIR:-target}/$work/skipped")"
+        export "${prefix}_SKIP=$reason"
+        skipped+=("$work: $reason")
+        ;;
+    *) exit "$status" ;;
+    esac
+}
+prepare tests/browser/setup.sh SWITCHYARD_BROWSER browser
+prepare tests/services/setup.sh SWITCHYARD_SCALEOUT services
 
 cargo test --workspace
 
-if [[ -n "$browser_skipped" ]]; then
-    echo "!!! The browser test was SKIPPED: $browser_skipped" >&2
-fi
+for what in "${skipped[@]}"; do
+    echo "!!! SKIPPED tests ($what)" >&2
+done

@@ -254,7 +254,7 @@ impl TestHost {
 }
 
 /// Copies the named built plugins into `folder`, each as `<name>.wasm`.
-fn copy_built_plugins(folder: &Path, plugins: &[&str]) {
+pub(crate) fn copy_built_plugins(folder: &Path, plugins: &[&str]) {
     for name in plugins {
         std::fs::copy(built_plugin(name), folder.join(format!("{name}.wasm")))
             .expect("copying a built plugin");

@@ -7,11 +7,23 @@
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
+//!
+//! For the scale-out tests, real external processes, each stopped when dropped:
+//! - [`child`]: one running program with its output kept; free loopback ports.
+//! - [`redis`]: a `redis-server` that can be killed and restarted on the same port.
+//! - [`nginx`]: `nginx` in front of several hosts, from the README's configuration.
+//! - [`host_process`]: the `switchyard` binary as a process of its own, with `--pubsub`.
+//! - [`services`]: whether redis-server and nginx are installed (skip or fail loudly).
 
+pub mod child;
 pub mod client;
 pub mod host;
+pub mod host_process;
 pub mod logs;
+pub mod nginx;
 pub mod probe;
+pub mod redis;
+pub mod services;
 
 use std::future::Future;
 use std::path::PathBuf;
