@@ -1,0 +1,221 @@
+//! A chat member as the scale-out tests drive it: a tokio-tungstenite client connected to one
+//! host (or to nginx), and the chat's JSON events exactly as the plugin documents them.
+//!
+//! A member is in a room on its host once its `on_open` has subscribed it, and it hears the
+//! other host only once that host's messages reach its host through Redis. [`join`] therefore
+//! waits until the member has received a *probe* posted through every host given (a `POST` to
+//! the room); members skip probes when they read events, so each test sees only the events it
+//! caused.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, Stream, StreamExt as _};
+use http_body_util::Full;
+use hyper::Request;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+use switchyard_tests::client::send;
+
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long a member waits for an event it expects before the test fails.
+pub(crate) const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`join`] waits for the probes of one round before posting the next.
+const PROBE_WAIT: Duration = Duration::from_millis(300);
+/// Probe rounds [`join`] posts at most before it gives up.
+const PROBE_ROUNDS: usize = 50;
+/// What every probe's text starts with; members skip such messages from `server`.
+pub(crate) const PROBE_PREFIX: &str = "probe ";
+
+/// A JSON string as serde_json spells it.
+fn json(value: &str) -> String {
+    serde_json::to_string(value).expect("a string encodes")
+}
+
+/// `{"type":"message",…}` exactly as the chat documents it.
+pub(crate) fn message(room: &str, from: &str, text: &str) -> String {
+    format!(
+        r#"{{"type":"message","room":{},"from":{},"text":{}}}"#,
+        json(room),
+        json(from),
+        json(text)
+    )
+}
+
+/// `{"type":"join",…}` exactly as the chat documents it.
+pub(crate) fn joined(room: &str, from: &str) -> String {
+    format!(
+        r#"{{"type":"join","room":{},"from":{}}}"#,
+        json(room),
+        json(from)
+    )
+}
+
+/// `{"type":"leave",…}` exactly as the chat documents it.
+pub(crate) fn left(room: &str, from: &str) -> String {
+    format!(
+        r#"{{"type":"leave","room":{},"from":{}}}"#,
+        json(room),
+        json(from)
+    )
+}
+
+/// Whether `text` is a probe posted by [`join`] or [`probe_until_heard`].
+pub(crate) fn is_probe(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|event| {
+        event["from"] == "server"
+            && event["text"]
+                .as_str()
+                .is_some_and(|text| text.starts_with(PROBE_PREFIX))
+    })
+}
+
+/// `POST /chat/<room>` with `text` through `addr`, which must answer `202`.
+pub(crate) async fn post_to_room(addr: SocketAddr, room: &str, text: &str) {
+    let request = Request::post(format!("/chat/{room}"))
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::from(text.to_owned())))
+        .expect("a valid request");
+    let reply = send(addr, request).await;
+    assert_eq!(
+        reply.status,
+        202,
+        "POST to {room} via {addr}: {}",
+        reply.text()
+    );
+}
+
+/// A connected chat member.
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) room: String,
+    pub(crate) socket: Socket,
+}
+
+/// Opens a WebSocket to `room` as `name` at `addr`; fails unless the answer is `101`.
+pub(crate) async fn connect(addr: SocketAddr, room: &str, name: &str) -> Member {
+    let url = format!("ws://{addr}/chat/{room}?name={name}");
+    let (socket, response) = connect_async(&url)
+        .await
+        .unwrap_or_else(|error| panic!("{name} could not connect to {url}: {error}"));
+    assert_eq!(response.status(), 101);
+    Member {
+        name: name.to_owned(),
+        room: room.to_owned(),
+        socket,
+    }
+}
+
+/// Connects `name` to `room` at `addr` and returns once it hears posts made through every
+/// host in `via`: it is then in the room on its host, and every host in `via` reaches it.
+pub(crate) async fn join(addr: SocketAddr, room: &str, name: &str, via: &[SocketAddr]) -> Member {
+    let mut member = connect(addr, room, name).await;
+    member.hear_probes_via(via).await;
+    member
+}
+
+impl Member {
+    /// Returns once this member has received a probe posted through each host in `via`.
+    pub(crate) async fn hear_probes_via(&mut self, via: &[SocketAddr]) {
+        let mut heard = HashSet::new();
+        for round in 0..PROBE_ROUNDS {
+            let mut expected = Vec::new();
+            for (index, addr) in via.iter().enumerate() {
+                if heard.contains(&index) {
+                    continue;
+                }
+                let probe = format!("{PROBE_PREFIX}{} via {index} #{round}", self.name);
+                post_to_room(*addr, &self.room, &probe).await;
+                expected.push((index, message(&self.room, "server", &probe)));
+            }
+            let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+            while heard.len() < via.len() {
+                let Ok(frame) = tokio::time::timeout_at(deadline, self.socket.next()).await else {
+                    break;
+                };
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some((index, _)) =
+                            expected.iter().find(|(_, probe)| probe == text.as_str())
+                        {
+                            heard.insert(*index);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("{}'s connection ended while joining: {other:?}", self.name),
+                }
+            }
+            if heard.len() == via.len() {
+                return;
+            }
+        }
+        panic!(
+            "{} heard probes through only {} of {} hosts after {PROBE_ROUNDS} rounds",
+            self.name,
+            heard.len(),
+            via.len()
+        );
+    }
+
+    /// Sends a text message.
+    pub(crate) async fn say(&mut self, text: &str) {
+        self.socket
+            .send(Message::text(text))
+            .await
+            .unwrap_or_else(|error| panic!("{} could not send: {error}", self.name));
+    }
+
+    /// The next event's JSON text, skipping probes, pings and pongs.
+    pub(crate) async fn next_event(&mut self) -> String {
+        next_event(&mut self.socket, &self.name).await
+    }
+
+    /// Fails unless the next event is `expected`.
+    pub(crate) async fn expect(&mut self, expected: &str) {
+        let got = self.next_event().await;
+        assert_eq!(got, expected, "what {} received", self.name);
+    }
+
+    /// Proves nothing else has reached this member: a marker posted through `addr` must be
+    /// its next event (a member's messages are written in the order they were queued, and
+    /// one publisher's messages arrive in order).
+    pub(crate) async fn expect_nothing_more_via(&mut self, addr: SocketAddr, marker: &str) {
+        post_to_room(addr, &self.room, marker).await;
+        let expected = message(&self.room, "server", marker);
+        self.expect(&expected).await;
+    }
+
+    /// Closes the connection (close handshake).
+    pub(crate) async fn leave(mut self) {
+        let _ = self.socket.close(None).await;
+        // Read until the host's close frame ends the stream, bounded.
+        let _ = tokio::time::timeout(EVENT_TIMEOUT, async {
+            while let Some(Ok(_)) = self.socket.next().await {}
+        })
+        .await;
+    }
+}
+
+/// The next text message on `frames`, skipping probes, pings and pongs; fails if none comes
+/// within [`EVENT_TIMEOUT`] or the connection ends.
+pub(crate) async fn next_event<S>(frames: &mut S, name: &str) -> String
+where
+    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    loop {
+        let frame = tokio::time::timeout(EVENT_TIMEOUT, frames.next())
+            .await
+            .unwrap_or_else(|_| panic!("{name} got no event within {EVENT_TIMEOUT:?}"));
+        match frame {
+            Some(Ok(Message::Text(text))) if is_probe(&text) => {}
+            Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("{name} expected an event, got {other:?}"),
+        }
+    }
+}
