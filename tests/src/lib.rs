@@ -7,11 +7,13 @@
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
+//! - [`redis`]: a real `redis-server` on a free loopback port, for topics across hosts.
 
 pub mod client;
 pub mod host;
 pub mod logs;
 pub mod probe;
+pub mod redis;
 
 use std::future::Future;
 use std::path::PathBuf;
