@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use switchyard_host::Limits;
 use switchyard_host::config::limits::{self, Limit, Preset};
+use switchyard_host::config::pubsub::{DEFAULT_PUBSUB_PREFIX, PubSubBackend, PubSubPrefix};
 use switchyard_host::config::{DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE};
 
 /// Host for sandboxed WebAssembly plugins that answer HTTP requests and own upgraded
@@ -52,6 +53,25 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(0..=10_000),
     )]
     pub(crate) reload_debounce_ms: u64,
+    /// Where topics live: `local` (this process only) or `redis://HOST:PORT[/DB]`, shared by
+    /// every host using the same Redis server and prefix (a publish on any of them reaches the
+    /// subscribers on all).
+    #[arg(
+        long,
+        value_name = "BACKEND",
+        env = "SWITCHYARD_PUBSUB",
+        default_value = "local"
+    )]
+    pub(crate) pubsub: PubSubBackend,
+    /// First part of every Redis channel name (`<prefix>:<plugin>:<topic>`), so several
+    /// deployments can share one Redis server: 1 to 64 of A-Z a-z 0-9 . _ -
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        env = "SWITCHYARD_PUBSUB_PREFIX",
+        default_value = DEFAULT_PUBSUB_PREFIX
+    )]
+    pub(crate) pubsub_prefix: PubSubPrefix,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
 }

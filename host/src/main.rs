@@ -59,6 +59,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let signals = StopSignals::listen()?;
         let mut config = HostConfig::new(args.plugins.clone(), args.listen);
         config.reload_debounce = args.reload_debounce();
+        config.pubsub = switchyard_host::config::pubsub::PubSubConfig {
+            backend: args.pubsub.clone(),
+            prefix: args.pubsub_prefix.clone(),
+        };
         raise_open_file_limit(args.limits.0.max_connections());
         let mut runtime = Runtime::new(&args.limits.0)?;
         let cache_dir = match (args.no_cache, args.cache_dir) {

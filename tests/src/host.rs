@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use switchyard_host::config::pubsub::PubSubConfig;
+use switchyard_host::topics::redis::PubSubStats;
 use switchyard_host::{HostConfig, HostStats, Limits, Runtime, Server};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -41,6 +43,7 @@ pub struct TestHost {
     /// recreates the folder (its parent must stay for the host to see it come back).
     plugins: PathBuf,
     stats: Arc<HostStats>,
+    pubsub: Arc<PubSubStats>,
     stop: Option<oneshot::Sender<()>>,
     /// The serving task; it ends once a stopped host has drained.
     serving: Option<JoinHandle<()>>,
@@ -85,6 +88,15 @@ impl TestHost {
         Self::start_with(dir, limits).await
     }
 
+    /// Starts a host serving the named built plugins whose topics live in `pubsub` (e.g.
+    /// shared with other hosts through Redis: [`PubSubConfig::redis`]).
+    pub async fn start_with_pubsub(plugins: &[&str], pubsub: PubSubConfig) -> Self {
+        let dir = tempfile::tempdir().expect("creating a plugins folder");
+        copy_built_plugins(dir.path(), plugins);
+        let folder = dir.path().to_owned();
+        Self::start_serving_with(dir, folder, None, pubsub).await
+    }
+
     async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {
         let plugins = dir.path().to_owned();
         Self::start_serving(dir, plugins, limits).await
@@ -95,6 +107,15 @@ impl TestHost {
         plugins: PathBuf,
         limits: Option<Limits>,
     ) -> Self {
+        Self::start_serving_with(dir, plugins, limits, PubSubConfig::default()).await
+    }
+
+    async fn start_serving_with(
+        dir: tempfile::TempDir,
+        plugins: PathBuf,
+        limits: Option<Limits>,
+        pubsub: PubSubConfig,
+    ) -> Self {
         logs::install();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -102,6 +123,7 @@ impl TestHost {
         let mut config =
             HostConfig::new(plugins.clone(), "127.0.0.1:0".parse().expect("an address"));
         config.reload_debounce = TEST_RELOAD_DEBOUNCE;
+        config.pubsub = pubsub;
         let runtime = match limits {
             Some(limits) => Arc::new(Runtime::new(&limits).expect("creating a runtime")),
             None => shared_runtime(),
@@ -112,6 +134,7 @@ impl TestHost {
             .expect("starting the host");
         let addr = server.local_addr();
         let stats = server.stats();
+        let pubsub = server.pubsub_stats();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(
             async move {
@@ -128,6 +151,7 @@ impl TestHost {
             _dir: dir,
             plugins,
             stats,
+            pubsub,
             stop: Some(stop),
             serving: Some(serving),
         }
@@ -136,6 +160,11 @@ impl TestHost {
     /// Live instance and session counts.
     pub fn stats(&self) -> &HostStats {
         &self.stats
+    }
+
+    /// Counters of cross-host delivery through Redis (all zero for a `local` host).
+    pub fn pubsub_stats(&self) -> &PubSubStats {
+        &self.pubsub
     }
 
     /// Waits until no plugin instance, session or managed WebSocket is alive any more, failing

@@ -8,9 +8,10 @@
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
 //!
-//! For the scale-out tests, real external processes, each stopped when dropped:
+//! For topics across hosts, real external processes, each stopped when dropped:
 //! - [`child`]: one running program with its output kept; free loopback ports.
-//! - [`redis`]: a `redis-server` that can be killed and restarted on the same port.
+//! - [`redis`]: a `redis-server` on a free loopback port that can be killed and restarted on
+//!   the same port.
 //! - [`nginx`]: `nginx` in front of several hosts, from the README's configuration.
 //! - [`host_process`]: the `switchyard` binary as a process of its own, with `--pubsub`.
 //! - [`services`]: whether redis-server and nginx are installed (skip or fail loudly).

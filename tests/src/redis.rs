@@ -1,100 +1,167 @@
-//! [`RedisServer`]: a real `redis-server` (Debian's package, installed by
-//! `tests/services/setup.sh`) on a free loopback port, without persistence, in a temp folder,
-//! that a test can kill and restart on the same port to play a broker outage.
+//! [`RedisServer`]: a real `redis-server` process (Debian package `redis-server`, installed by
+//! `tests/services/setup.sh`) on a free loopback port, for tests of topics shared by several
+//! hosts and for the benchmark's scale-out section. It keeps no data on disk, can be killed
+//! and started again on the same port (the broker going away mid-session), and is stopped
+//! when dropped.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::child::{ChildProcess, free_loopback_addr, wait_until_listening};
-
-/// Where Debian's package puts the server.
-pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
-/// Longest redis-server may take to accept connections; it starts in milliseconds.
+/// The server binary (Debian package `redis-server`), looked up on `PATH`.
+pub const REDIS_SERVER: &str = "redis-server";
+/// How long a started server has to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a starting server is tried.
+const START_POLL: Duration = Duration::from_millis(20);
 
-/// A running redis-server, stopped when dropped.
+/// A `redis-server` on a loopback port, killed when dropped.
 pub struct RedisServer {
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    process: Option<ChildProcess>,
+    port: u16,
+    child: Option<Child>,
 }
 
 impl RedisServer {
-    /// Starts a redis-server on a free loopback port.
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a folder for redis-server");
-        let addr = free_loopback_addr();
-        let process = Some(spawn(addr, dir.path()));
-        Self { addr, dir, process }
+    /// Whether `redis-server` can be run here.
+    pub fn available() -> bool {
+        Command::new(REDIS_SERVER)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
     }
 
-    /// A server that is not running yet, with its port chosen: for a host that must start
-    /// while Redis is down. [`Self::restart`] starts it.
-    pub fn not_started() -> Self {
-        let dir = tempfile::tempdir().expect("a folder for redis-server");
-        Self {
-            addr: free_loopback_addr(),
-            dir,
-            process: None,
+    /// Starts a server on a free loopback port; `None` (said loudly on stderr) if
+    /// `redis-server` is not installed, so a test can skip.
+    pub fn start() -> Option<Self> {
+        Self::start_on(free_port())
+    }
+
+    /// A port nothing listens on (nothing has started there yet): for a host that must start
+    /// while Redis is not there; [`RedisServer::start_on`] starts it there later.
+    pub fn unused_port() -> u16 {
+        free_port()
+    }
+
+    /// Starts a server on `port`; `None` as in [`RedisServer::start`].
+    pub fn start_on(port: u16) -> Option<Self> {
+        let mut server = Self::not_started_on(port)?;
+        server.restart();
+        Some(server)
+    }
+
+    /// A server on a free port that is not running yet (for hosts that must start while Redis
+    /// is down); [`RedisServer::restart`] starts it. `None` as in [`RedisServer::start`].
+    pub fn not_started() -> Option<Self> {
+        Self::not_started_on(free_port())
+    }
+
+    fn not_started_on(port: u16) -> Option<Self> {
+        if !Self::available() {
+            eprintln!("SKIPPED: `{REDIS_SERVER}` is not installed (Debian package `redis-server`)");
+            return None;
         }
+        Some(Self { port, child: None })
     }
 
-    /// Where it listens.
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its address, 127.0.0.1 and [`RedisServer::port`].
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// Its URL, as `--pubsub` takes it.
+    /// `redis://127.0.0.1:<port>`, for `--pubsub`.
     pub fn url(&self) -> String {
-        format!("redis://{}", self.addr)
+        format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Kills the server (SIGKILL: an outage, not a shutdown); every client connection drops.
+    /// The running server's process id (the benchmark pins it to the server core).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server at once (like a crash: clients see their connections reset).
     pub fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
-    /// Starts the server again on the same port (after [`Self::kill`] or
-    /// [`Self::not_started`]); it starts empty, as no state is persisted.
+    /// Starts the server (again) on its port, after [`RedisServer::kill`] or
+    /// [`RedisServer::not_started`], and waits until it accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        self.process = Some(spawn(self.addr, self.dir.path()));
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.command(&["PING"]).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start within {START_TIMEOUT:?}",
+                self.port
+            );
+            std::thread::sleep(START_POLL);
+        }
     }
 
-    /// Runs one command with `redis-cli` against this server and returns its output, e.g.
-    /// `PUBSUB CHANNELS` to see what the hosts subscribed to.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-h", &self.addr.ip().to_string()])
-            .args(["-p", &self.addr.port().to_string()])
-            .args(args)
-            .output()
-            .expect("running redis-cli");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+    /// Runs one command (e.g. `PUBSUB CHANNELS *`, `PUBLISH channel bytes`) on a connection
+    /// of its own.
+    pub fn command(&self, args: &[&str]) -> ::redis::RedisResult<::redis::Value> {
+        let bytes: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
+        self.command_bytes(&bytes)
+    }
+
+    /// [`RedisServer::command`] with binary arguments.
+    pub fn command_bytes(&self, args: &[&[u8]]) -> ::redis::RedisResult<::redis::Value> {
+        let client = ::redis::Client::open(self.url())?;
+        let mut connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        let (name, rest) = args.split_first().expect("a command");
+        let mut command = ::redis::cmd(&String::from_utf8_lossy(name));
+        for arg in rest {
+            command.arg(*arg);
+        }
+        command.query(&mut connection)
+    }
+
+    /// The channels with at least one subscriber (`PUBSUB CHANNELS`), sorted.
+    pub fn channels(&self) -> Vec<String> {
+        let mut channels: Vec<String> = match self.command(&["PUBSUB", "CHANNELS"]) {
+            Ok(value) => ::redis::from_redis_value(value).expect("a list of channel names"),
+            Err(err) => panic!("PUBSUB CHANNELS failed: {err}"),
+        };
+        channels.sort();
+        channels
     }
 }
 
-/// Starts redis-server on `addr` in `dir` with nothing saved to disk, and waits until it
-/// accepts connections.
-fn spawn(addr: SocketAddr, dir: &Path) -> ChildProcess {
-    let mut command = Command::new(REDIS_SERVER);
-    command
-        .current_dir(dir)
-        .args(["--bind", &addr.ip().to_string()])
-        .args(["--port", &addr.port().to_string()])
-        .args(["--save", ""])
-        .args(["--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .args(["--daemonize", "no"])
-        .args(["--protected-mode", "yes"])
-        .args(["--loglevel", "notice"]);
-    let mut process = ChildProcess::spawn("redis-server", command);
-    process.wait_for_line("Ready to accept connections", START_TIMEOUT);
-    wait_until_listening("redis-server", addr, START_TIMEOUT);
-    process
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback port free right now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("a bound address").port()
+}
+
+/// Whether something accepts connections on `port`.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), START_POLL).is_ok()
 }

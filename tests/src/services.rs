@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::nginx::NGINX;
-use crate::redis::REDIS_SERVER;
+use crate::redis::RedisServer;
 
 /// `true` when redis-server and nginx are installed; otherwise says loudly why the calling test
 /// is skipped and returns `false`. Panics if run-all.sh said they were installed but they are
@@ -17,10 +17,13 @@ pub fn scaleout_tools_ready(test: &str) -> bool {
         skip_loudly(test, &reason.to_string_lossy());
         return false;
     }
-    let missing: Vec<&str> = [REDIS_SERVER, NGINX, "/usr/bin/redis-cli"]
-        .into_iter()
-        .filter(|program| !Path::new(program).is_file())
-        .collect();
+    let mut missing: Vec<&str> = Vec::new();
+    if !RedisServer::available() {
+        missing.push("redis-server");
+    }
+    if !Path::new(NGINX).is_file() {
+        missing.push(NGINX);
+    }
     if missing.is_empty() {
         return true;
     }

@@ -250,6 +250,30 @@ pub const HOST: &[Limit<Limits>] = &[
         exceeded: "sessions closed with 1001",
         set: |limits, value| limits.drain_timeout = millis(value),
     },
+    Limit {
+        flag: Some("pubsub-queue-messages"),
+        sidecar_key: None,
+        unit: Unit::Count,
+        // A second of publishing at 10,000 msg/s: far more than waits on a healthy Redis
+        // connection (a pipeline leaves as soon as the previous one is answered).
+        default: Preset::Value(10_000),
+        min: 1,
+        max: MAX_COUNT,
+        what: "publishes waiting to be sent to Redis (`--pubsub redis://…`)",
+        exceeded: "the publish still reaches this host's subscribers; for other hosts it is dropped, counted and logged (at most once per 10 s)",
+        set: |limits, value| limits.pubsub_queue_messages = to_usize(value),
+    },
+    Limit {
+        flag: Some("pubsub-queue-bytes"),
+        sidecar_key: None,
+        unit: Unit::Bytes,
+        default: Preset::Value(16 * MIB),
+        min: 1024,
+        max: 1 << 30,
+        what: "bytes of publishes waiting to be sent to Redis (an empty queue always takes one)",
+        exceeded: "as for `pubsub-queue-messages`",
+        set: |limits, value| limits.pubsub_queue_bytes = to_usize(value),
+    },
 ];
 
 /// Per-plugin limits: the flag sets the default for every plugin, the sidecar key overrides it

@@ -9,6 +9,7 @@
 
 pub mod docs;
 pub mod limits;
+pub mod pubsub;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ pub struct HostConfig {
     pub listen: SocketAddr,
     /// Quiet time before a changed plugins folder is re-read.
     pub reload_debounce: Duration,
+    /// Where topics live: this process only, or shared through Redis with other hosts.
+    pub pubsub: pubsub::PubSubConfig,
 }
 
 impl HostConfig {
@@ -78,6 +81,7 @@ impl HostConfig {
             plugins_dir: plugins_dir.into(),
             listen,
             reload_debounce: DEFAULT_RELOAD_DEBOUNCE,
+            pubsub: pubsub::PubSubConfig::default(),
         }
     }
 }
@@ -112,6 +116,11 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// On shutdown, how long live sessions may go on before they are closed.
     pub drain_timeout: Duration,
+    /// Publishes waiting to be sent to the pub/sub broker (`--pubsub redis://…`) at most; more
+    /// are dropped for other hosts (local subscribers still get them) and counted.
+    pub pubsub_queue_messages: usize,
+    /// Bytes of publishes waiting to be sent to the pub/sub broker at most; as above.
+    pub pubsub_queue_bytes: usize,
     /// What each plugin gets unless its sidecar says otherwise.
     pub plugin: PluginLimits,
 }
@@ -149,6 +158,8 @@ impl Limits {
             header_read_timeout: Duration::ZERO,
             body_read_timeout: Duration::ZERO,
             drain_timeout: Duration::ZERO,
+            pubsub_queue_messages: 0,
+            pubsub_queue_bytes: 0,
             plugin: PluginLimits::unset(),
         }
     }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, Span};
 
+use crate::config::pubsub::{PubSubBackend, PubSubConfig};
 use crate::config::{DEFAULT_MAX_HEADERS, HostConfig, Limits};
 use crate::engine::runtime::Runtime;
 use crate::http::admission::HostStats;
@@ -31,6 +32,9 @@ use crate::ratelimit::HostWarnings;
 use crate::session::SessionHooks;
 use crate::session::managed::awake::AwakeSlots;
 use crate::session::managed::{self, registry::Hub};
+use crate::topics::TopicBackend;
+use crate::topics::local::LocalTopics;
+use crate::topics::redis::{PubSubStats, QueueLimits, RedisTopics};
 use connection::ConnectionContext;
 
 /// Connections the kernel may queue before the host accepts them. The standard library asks
@@ -55,6 +59,8 @@ pub struct Server {
     connections: TaskTracker,
     /// Cancelled at shutdown: connections finish their request in flight, then close.
     stop_connections: CancellationToken,
+    /// Counters of cross-host delivery (all zero with the `local` backend).
+    pubsub: Arc<PubSubStats>,
     /// Hot reload stays on as long as the server lives.
     _watch: FolderWatch,
 }
@@ -74,10 +80,18 @@ impl Server {
         // Watch before the first scan, so a plugin dropped in meanwhile is not missed.
         let watch = watcher::watch(loader.clone(), config.reload_debounce)?;
         loader.load_all().await?;
+        let pubsub = Arc::new(PubSubStats::default());
+        let topics = topic_backend(&config.pubsub, runtime.limits(), pubsub.clone())?;
         Ok(Self {
             listener,
             http: http_settings(runtime.limits()),
-            dispatcher: Arc::new(dispatcher(registry, runtime.limits(), Span::current())),
+            dispatcher: Arc::new(dispatcher(
+                registry,
+                topics,
+                runtime.limits(),
+                Span::current(),
+            )),
+            pubsub,
             connections: TaskTracker::new(),
             stop_connections: CancellationToken::new(),
             _watch: watch,
@@ -87,6 +101,12 @@ impl Server {
     /// Live counts of instances and sessions, for monitoring and tests.
     pub fn stats(&self) -> Arc<HostStats> {
         self.dispatcher.stats.clone()
+    }
+
+    /// Counters of cross-host delivery through the pub/sub broker, for monitoring and tests
+    /// (all zero with `--pubsub local`).
+    pub fn pubsub_stats(&self) -> Arc<PubSubStats> {
+        self.pubsub.clone()
     }
 
     fn limits(&self) -> &Limits {
@@ -195,7 +215,12 @@ impl Server {
 }
 
 /// What every request needs, and every session and managed WebSocket shares.
-fn dispatcher(registry: Arc<Registry>, limits: &Limits, host_span: Span) -> Dispatcher {
+fn dispatcher(
+    registry: Arc<Registry>,
+    topics: Arc<dyn TopicBackend>,
+    limits: &Limits,
+    host_span: Span,
+) -> Dispatcher {
     let stats = Arc::new(HostStats::default());
     let sessions = SessionHooks::default();
     let managed = Arc::new(managed::Hooks {
@@ -216,10 +241,32 @@ fn dispatcher(registry: Arc<Registry>, limits: &Limits, host_span: Span) -> Disp
         stats,
         sessions,
         warnings: HostWarnings::default(),
-        hub: Arc::new(Hub::default()),
+        hub: Arc::new(Hub::new(topics)),
         managed,
         host_span,
     }
+}
+
+/// The topic registry `config` asks for; a Redis one starts connecting in the background.
+fn topic_backend(
+    config: &PubSubConfig,
+    limits: &Limits,
+    stats: Arc<PubSubStats>,
+) -> anyhow::Result<Arc<dyn TopicBackend>> {
+    Ok(match &config.backend {
+        PubSubBackend::Local => Arc::new(LocalTopics::default()),
+        PubSubBackend::Redis(url) => {
+            tracing::info!(redis = %url, prefix = config.prefix.as_str(), "pubsub: topics shared through Redis");
+            let queue = QueueLimits {
+                max_messages: limits.pubsub_queue_messages,
+                max_bytes: limits.pubsub_queue_bytes,
+            };
+            Arc::new(
+                RedisTopics::start(url, &config.prefix, queue, stats)
+                    .with_context(|| format!("cannot use Redis at {url}"))?,
+            )
+        }
+    })
 }
 
 /// A plugins folder that is not there, or is not a folder, is an error naming it.

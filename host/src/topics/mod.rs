@@ -9,11 +9,13 @@
 //! subscriber in the order they were published (every outbox is a FIFO and a publish queues in
 //! all of them before it returns).
 //!
-//! The registry is behind [`TopicBackend`] so that a backend spanning several hosts can sit
-//! beside the in-process [`local::LocalTopics`].
+//! The registry is behind [`TopicBackend`]: the in-process [`local::LocalTopics`] (`--pubsub
+//! local`, the default), or [`redis::RedisTopics`], which wraps it and shares topics with every
+//! host on the same Redis server (`--pubsub redis://…`).
 
 pub mod local;
 mod outbox;
+pub mod redis;
 
 use std::sync::Arc;
 

@@ -30,7 +30,7 @@ impl Cluster {
         if !scaleout_tools_ready(test) {
             return None;
         }
-        let redis = RedisServer::start();
+        let redis = RedisServer::start()?;
         let cluster = Self::with_hosts(redis, test);
         cluster
             .a
@@ -48,7 +48,7 @@ impl Cluster {
         if !scaleout_tools_ready(test) {
             return None;
         }
-        Some(Self::with_hosts(RedisServer::not_started(), test))
+        Some(Self::with_hosts(RedisServer::not_started()?, test))
     }
 
     fn with_hosts(redis: RedisServer, test: &str) -> Self {

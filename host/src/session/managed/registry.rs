@@ -28,15 +28,20 @@ pub(crate) struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Self {
-            scopes: Mutex::default(),
-            topics: Arc::new(LocalTopics::default()),
-            next_id: AtomicU64::new(1),
-        }
+        Self::new(Arc::new(LocalTopics::default()))
     }
 }
 
 impl Hub {
+    /// A hub whose topics live in `topics`.
+    pub(crate) fn new(topics: Arc<dyn TopicBackend>) -> Self {
+        Self {
+            scopes: Mutex::default(),
+            topics,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
     /// The scope of plugin `name`, made on first use.
     pub(crate) fn scope(&self, name: &str) -> Arc<PluginScope> {
         let mut scopes = self
