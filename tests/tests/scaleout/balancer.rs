@@ -4,18 +4,19 @@
 use switchyard_tests::bounded;
 use switchyard_tests::nginx::{CONFIG_TEMPLATE, Nginx};
 
-use crate::cluster::Cluster;
-use crate::member::{Member, connect, joined, message, post_to_room};
+use crate::cluster::{Cluster, ready};
+use crate::member::{Member, connect, expect_nothing_more, joined, message, post_to_room};
 
 /// Members connected through nginx at most before both hosts must have got one.
 const MAX_MEMBERS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_behind_nginx_land_on_both_hosts_and_share_the_room() {
+    if !ready("nginx") {
+        return;
+    }
     bounded(async {
-        let Some(cluster) = Cluster::start("nginx").await else {
-            return;
-        };
+        let cluster = Cluster::start("nginx").await;
         let nginx = Nginx::start(&cluster.hosts());
         let lb = nginx.addr();
         let room = "behind-nginx";
@@ -61,12 +62,9 @@ async fn members_behind_nginx_land_on_both_hosts_and_share_the_room() {
                 .expect(&message(room, "server", "posted through nginx"))
                 .await;
         }
-        for (index, member) in members.iter_mut().enumerate() {
-            let marker = format!("nothing else {index}");
-            member
-                .expect_nothing_more_via(cluster.hosts()[index % 2], &marker)
-                .await;
-        }
+        let mut everyone: Vec<&mut Member> = members.iter_mut().collect();
+        expect_nothing_more(&mut everyone, cluster.a.addr(), "nothing else via A").await;
+        expect_nothing_more(&mut everyone, cluster.b.addr(), "nothing else via B").await;
     })
     .await;
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use switchyard_tests::host_process::HostProcess;
+use switchyard_tests::host_process::{HostProcess, switchyard_binary};
 use switchyard_tests::redis::RedisServer;
 use switchyard_tests::services::scaleout_tools_ready;
 
@@ -16,6 +16,17 @@ pub(crate) const DELIVERY_DOWN: &str = "pubsub: cross-host delivery down";
 /// behaviour; the 5-second recovery target is checked separately, from the client's side.
 pub(crate) const STATE_CHANGE_WITHIN: Duration = Duration::from_secs(15);
 
+/// Whether test `test` can run: redis-server and nginx are installed (else it is skipped,
+/// loudly, or fails if run-all.sh said they were). Also builds the `switchyard` binary, which
+/// can take minutes the first time: outside the time limit of the test itself.
+pub(crate) fn ready(test: &str) -> bool {
+    if !scaleout_tools_ready(test) {
+        return false;
+    }
+    switchyard_binary();
+    true
+}
+
 /// Redis and hosts A and B, all stopped when dropped.
 pub(crate) struct Cluster {
     pub(crate) redis: RedisServer,
@@ -25,12 +36,8 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     /// Starts Redis, then hosts A and B, and waits until both report cross-host delivery up.
-    /// `None` (after saying why) when redis-server or nginx is not installed.
-    pub(crate) async fn start(test: &str) -> Option<Self> {
-        if !scaleout_tools_ready(test) {
-            return None;
-        }
-        let redis = RedisServer::start()?;
+    pub(crate) async fn start(test: &str) -> Self {
+        let redis = RedisServer::start().expect("redis-server is installed");
         let cluster = Self::with_hosts(redis, test);
         cluster
             .a
@@ -40,15 +47,13 @@ impl Cluster {
             .b
             .wait_for_log(DELIVERY_UP, STATE_CHANGE_WITHIN)
             .await;
-        Some(cluster)
+        cluster
     }
 
     /// Starts hosts A and B pointed at a Redis that is not running yet.
-    pub(crate) fn start_without_redis(test: &str) -> Option<Self> {
-        if !scaleout_tools_ready(test) {
-            return None;
-        }
-        Some(Self::with_hosts(RedisServer::not_started()?, test))
+    pub(crate) fn start_without_redis(test: &str) -> Self {
+        let redis = RedisServer::not_started().expect("redis-server is installed");
+        Self::with_hosts(redis, test)
     }
 
     fn with_hosts(redis: RedisServer, test: &str) -> Self {

@@ -181,13 +181,12 @@ impl Member {
         assert_eq!(got, expected, "what {} received", self.name);
     }
 
-    /// Proves nothing else has reached this member: a marker posted through `addr` must be
-    /// its next event (a member's messages are written in the order they were queued, and
-    /// one publisher's messages arrive in order).
-    pub(crate) async fn expect_nothing_more_via(&mut self, addr: SocketAddr, marker: &str) {
-        post_to_room(addr, &self.room, marker).await;
-        let expected = message(&self.room, "server", marker);
-        self.expect(&expected).await;
+    /// Reads the join notices of `names`, in that order (members who joined after this one).
+    pub(crate) async fn expect_joins(&mut self, names: &[&str]) {
+        for name in names {
+            let expected = joined(&self.room, name);
+            self.expect(&expected).await;
+        }
     }
 
     /// Closes the connection (close handshake).
@@ -198,6 +197,23 @@ impl Member {
             while let Some(Ok(_)) = self.socket.next().await {}
         })
         .await;
+    }
+}
+
+/// Proves nothing else has reached `members` (all in one room): one marker posted through
+/// `addr` must be each one's next event.
+pub(crate) async fn expect_nothing_more(
+    members: &mut [&mut Member],
+    addr: SocketAddr,
+    marker: &str,
+) {
+    let Some(room) = members.first().map(|member| member.room.clone()) else {
+        return;
+    };
+    post_to_room(addr, &room, marker).await;
+    let expected = message(&room, "server", marker);
+    for member in members {
+        member.expect(&expected).await;
     }
 }
 

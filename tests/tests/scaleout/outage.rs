@@ -12,8 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use switchyard_tests::bounded;
 
-use crate::cluster::{Cluster, DELIVERY_DOWN, DELIVERY_UP, STATE_CHANGE_WITHIN};
-use crate::member::{Member, PROBE_PREFIX, join, message, post_to_room};
+use crate::cluster::{Cluster, DELIVERY_DOWN, DELIVERY_UP, STATE_CHANGE_WITHIN, ready};
+use crate::member::{Member, PROBE_PREFIX, expect_nothing_more, join, message, post_to_room};
 
 /// The target: cross-host delivery resumes this soon after Redis is back.
 const RESUME_WITHIN: Duration = Duration::from_secs(5);
@@ -59,22 +59,22 @@ async fn wait_until_heard_across(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_keeps_sessions_and_local_delivery_and_heals() {
+    if !ready("outage") {
+        return;
+    }
     bounded(async {
-        let Some(mut cluster) = Cluster::start("outage").await else {
-            return;
-        };
+        let mut cluster = Cluster::start("outage").await;
         let [a, b] = cluster.hosts();
         let room = "outage";
         let mut a1 = join(a, room, "a1", &[a, b]).await;
         let mut a2 = join(a, room, "a2", &[a, b]).await;
         let mut b1 = join(b, room, "b1", &[a, b]).await;
         let mut b2 = join(b, room, "b2", &[a, b]).await;
-        // Joins before the outage are not part of what follows.
-        for member in [&mut a1, &mut a2, &mut b1] {
-            member
-                .expect_nothing_more_via(b, &format!("before for {}", member.name))
-                .await;
-        }
+        // Each member heard of those who joined after it, and nothing else.
+        a1.expect_joins(&["a2", "b1", "b2"]).await;
+        a2.expect_joins(&["b1", "b2"]).await;
+        b1.expect_joins(&["b2"]).await;
+        expect_nothing_more(&mut [&mut a1, &mut a2, &mut b1, &mut b2], b, "before").await;
 
         cluster.redis.kill();
         cluster
@@ -131,20 +131,18 @@ async fn a_redis_outage_keeps_sessions_and_local_delivery_and_heals() {
                 .expect(&message(room, "b1", "after the outage"))
                 .await;
         }
-        for member in [&mut a1, &mut a2, &mut b1, &mut b2] {
-            let marker = format!("end for {}", member.name);
-            member.expect_nothing_more_via(a, &marker).await;
-        }
+        expect_nothing_more(&mut [&mut a1, &mut a2, &mut b1, &mut b2], a, "the end").await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_started_without_redis_serve_locally_and_join_when_it_appears() {
+    if !ready("late-redis") {
+        return;
+    }
     bounded(async {
-        let Some(mut cluster) = Cluster::start_without_redis("late-redis") else {
-            return;
-        };
+        let mut cluster = Cluster::start_without_redis("late-redis");
         let [a, b] = cluster.hosts();
         cluster
             .a
@@ -158,12 +156,13 @@ async fn hosts_started_without_redis_serve_locally_and_join_when_it_appears() {
         let mut a1 = join(a, room, "a1", &[a]).await;
         let mut a2 = join(a, room, "a2", &[a]).await;
         let mut b1 = join(b, room, "b1", &[b]).await;
+        a1.expect_joins(&["a2"]).await;
         a1.say("local on A").await;
         for member in [&mut a1, &mut a2] {
             member.expect(&message(room, "a1", "local on A")).await;
         }
         // b1 hears nothing of A: the marker posted on B is its next event.
-        b1.expect_nothing_more_via(b, "only B so far").await;
+        expect_nothing_more(&mut [&mut b1], b, "only B so far").await;
 
         cluster.redis.restart();
         let took = wait_until_heard_across(&mut b1, a, RESUME_WITHIN).await;
