@@ -32,6 +32,26 @@ fn pin(cpu: usize) -> anyhow::Result<()> {
     run_on(cpu..cpu + 1).with_context(|| format!("pinning to CPU {cpu}"))
 }
 
+/// Moves every thread of the running process `pid` to `cpu`: for a server this benchmark did
+/// not start through its own roles (redis-server), which inherited the client's core.
+pub(crate) fn pin_other_process(pid: u32, cpu: usize) -> anyhow::Result<()> {
+    let mut set = CpuSet::new();
+    set.set(cpu)
+        .with_context(|| format!("CPU {cpu} is out of range"))?;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("listing the threads of process {pid}"))?;
+    for task in tasks {
+        let tid: i32 = task?
+            .file_name()
+            .to_string_lossy()
+            .parse()
+            .context("a thread id")?;
+        sched_setaffinity(Pid::from_raw(tid), &set)
+            .with_context(|| format!("pinning thread {tid} of process {pid} to CPU {cpu}"))?;
+    }
+    Ok(())
+}
+
 /// Lets the calling thread, and every thread it starts afterwards, run on every online core
 /// again: a server inherits the client's pinning from the process that spawned it.
 pub(crate) fn unpin_this_process() -> anyhow::Result<()> {

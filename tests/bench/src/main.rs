@@ -14,13 +14,14 @@
 //!   `ws` echo and broadcast) and their handles.
 //! - `client`: the load generators (WebSocket echo, fan-out rooms, HTTP GET), idle sessions
 //!   spread over several loopback source addresses, and latency summaries.
-//! - `matrix`, `memory`, `hibernated`, `fanout`, `wake`, `instantiate`, `reload`, `startup`:
-//!   one section each.
+//! - `matrix`, `memory`, `hibernated`, `fanout`, `wake`, `instantiate`, `reload`, `startup`,
+//!   `crosshost`: one section each.
 //! - `report`: tables and number formatting; `machine`: what the figures were taken on.
 //! - `plugins`: the plugins folder each host serves.
 
 mod affinity;
 mod client;
+mod crosshost;
 mod fanout;
 mod hibernated;
 mod instantiate;
@@ -91,6 +92,7 @@ fn run(options: &Options) -> anyhow::Result<bool> {
                         Section::Instantiate => instantiate::run(options).await,
                         Section::Reload => reload::run(options).await,
                         Section::Startup => startup::run(options).await,
+                        Section::Crosshost => crosshost::run(options).await,
                     }
                 })
                 .await

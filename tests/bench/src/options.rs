@@ -13,10 +13,12 @@ usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]] [-
   --quick          a short smoke run: 1 s per load, fewer sessions, iterations and runs
   --seconds N      measured seconds per load (default 5; 1 with --quick)
   --only LIST      run only these sections: matrix, memory, hibernated, fanout, wake,
-                   instantiate, reload, startup
+                   instantiate, reload, startup, crosshost
   --sessions LIST  hibernated session counts to measure (default 10000,100000;
                    1000,5000 with --quick)";
 
+/// Publishes per second of the scale-out section's latency load (the issue's rate).
+pub(crate) const CROSSHOST_RATE: u64 = 1_000;
 /// Measured seconds per load row unless `--seconds` says otherwise.
 const DEFAULT_SECONDS: u64 = 5;
 /// Longest `--seconds` accepted, so a typo cannot start an hour-long run.
@@ -48,10 +50,12 @@ pub(crate) enum Section {
     Reload,
     /// Start-up time to the first served request.
     Startup,
+    /// Two hosts sharing topics through Redis: cross-host latency, split fan-out.
+    Crosshost,
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Matrix,
         Section::Memory,
         Section::Hibernated,
@@ -60,6 +64,7 @@ impl Section {
         Section::Instantiate,
         Section::Reload,
         Section::Startup,
+        Section::Crosshost,
     ];
 
     fn name(self) -> &'static str {
@@ -72,6 +77,7 @@ impl Section {
             Section::Instantiate => "instantiate",
             Section::Reload => "reload",
             Section::Startup => "startup",
+            Section::Crosshost => "crosshost",
         }
     }
 
@@ -86,6 +92,7 @@ impl Section {
             Section::Instantiate => "6. Instantiate + handle, plain HTTP",
             Section::Reload => "7. Hot reload",
             Section::Startup => "8. Start-up to first served request",
+            Section::Crosshost => "9. Scale-out: two hosts sharing topics through Redis",
         }
     }
 }
@@ -201,7 +208,13 @@ impl Options {
         } else {
             0
         };
-        let most = hibernated.max(fanout).max(memory);
+        // One room at a time: on one host, then split over two.
+        let crosshost = if sections.contains(&Section::Crosshost) {
+            self.crosshost_members()
+        } else {
+            0
+        };
+        let most = hibernated.max(fanout).max(memory).max(crosshost);
         u64::try_from(most)
             .unwrap_or(u64::MAX)
             .saturating_add(MARGIN)
@@ -223,6 +236,23 @@ impl Options {
             (false, false) => 200,
             (false, true) => 100,
         }
+    }
+
+    /// Messages published on one host and timed to the other in the scale-out section, at
+    /// [`CROSSHOST_RATE`] per second.
+    pub(crate) fn crosshost_messages(&self) -> usize {
+        if self.quick { 1_000 } else { 10_000 }
+    }
+
+    /// Members of the scale-out section's room, split over two hosts (and on one host for
+    /// the baseline).
+    pub(crate) fn crosshost_members(&self) -> usize {
+        if self.quick { 1_000 } else { 10_000 }
+    }
+
+    /// Measured publishes per room in the scale-out section's fan-out.
+    pub(crate) fn crosshost_rounds(&self) -> usize {
+        if self.quick { 20 } else { 100 }
     }
 
     /// Sessions whose first message after hibernation is timed, each once per cycle.

@@ -155,10 +155,28 @@ impl Room {
     /// Fills a room of `members` at `ws://addr{path}` and publishes until one round reaches
     /// every member.
     pub(crate) async fn open(addr: SocketAddr, path: &str, members: usize) -> anyhow::Result<Self> {
+        Self::open_split(&[addr], path, members).await
+    }
+
+    /// Fills a room of `members` at `ws://<addr>{path}`, split evenly over `addrs` (hosts
+    /// sharing their topics), and publishes until one round reaches every member. The
+    /// publisher is a member on the first address.
+    pub(crate) async fn open_split(
+        addrs: &[SocketAddr],
+        path: &str,
+        members: usize,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(members > 0, "a room needs members");
-        let sockets = ws::open_quiet(addr, path, members, OPEN_CONCURRENCY)
-            .await
-            .context("filling the room")?;
+        anyhow::ensure!(!addrs.is_empty(), "a room needs a server");
+        let mut sockets = Vec::with_capacity(members);
+        for (index, addr) in addrs.iter().enumerate() {
+            // The first address takes what does not divide evenly.
+            let share = members / addrs.len() + usize::from(index == 0) * (members % addrs.len());
+            let opened = ws::open_quiet(*addr, path, share, OPEN_CONCURRENCY)
+                .await
+                .with_context(|| format!("filling the room on {addr}"))?;
+            sockets.extend(opened);
+        }
         let round = Rc::new(Round::default());
         let mut writers = Vec::with_capacity(members);
         let mut tasks = Vec::with_capacity(members);

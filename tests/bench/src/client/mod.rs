@@ -7,9 +7,12 @@
 //! - `stats`: the latency histogram and what is printed from it.
 //! - `ws`: WebSocket echo load, idle and quiet sessions spread over loopback source addresses;
 //!   `frame`: the framing they need.
-//! - `fanout`: a room of members timed from one publish to its last delivery.
+//! - `fanout`: a room of members timed from one publish to its last delivery (on one host, or
+//!   split over hosts sharing topics).
+//! - `crosshost`: publish on one host, timed to a member on another.
 //! - `http`: keep-alive GET load and one-off requests.
 
+pub(crate) mod crosshost;
 pub(crate) mod fanout;
 mod frame;
 pub(crate) mod http;

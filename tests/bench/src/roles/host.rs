@@ -2,6 +2,7 @@
 //! folder on `127.0.0.1:0`, with limits set by their flag names (the same names as the
 //! `switchyard` binary's flags, looked up in the host's one declaration of limits). It answers
 //! `stats` on its stdin with its live gauges, so a section can see that sessions hibernated.
+//! With `pubsub=redis://…` it shares its topics through Redis, as `--pubsub` makes the binary.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, Write as _};
@@ -17,6 +18,8 @@ use super::ServerProcess;
 /// The argument that names the compiled-plugin cache folder (`cache=<dir>`); every other
 /// `name=value` argument is a limit flag without its dashes.
 pub(super) const CACHE_KEY: &str = "cache";
+/// The argument that names the pub/sub backend (`pubsub=redis://…`), as `--pubsub` does.
+pub(super) const PUBSUB_KEY: &str = "pubsub";
 /// The question the role answers with its gauges, and the first word of its answer.
 const STATS: &str = "stats";
 
@@ -24,6 +27,8 @@ const STATS: &str = "stats";
 pub(super) struct Settings {
     plugins_dir: PathBuf,
     cache_dir: Option<PathBuf>,
+    /// `--pubsub`'s value, if given (else the default, `local`).
+    pubsub: Option<String>,
     limits: Vec<(String, u64)>,
 }
 
@@ -36,6 +41,7 @@ impl Settings {
         let mut settings = Self {
             plugins_dir: PathBuf::from(dir),
             cache_dir: None,
+            pubsub: None,
             limits: Vec::new(),
         };
         for arg in rest {
@@ -44,6 +50,8 @@ impl Settings {
                 .with_context(|| format!("host role argument {arg:?} is not name=value"))?;
             if name == CACHE_KEY {
                 settings.cache_dir = Some(PathBuf::from(value));
+            } else if name == PUBSUB_KEY {
+                settings.pubsub = Some(value.to_owned());
             } else {
                 let value = value
                     .parse()
@@ -83,7 +91,12 @@ fn set_limit(limits: &mut Limits, flag: &str, value: u64) -> anyhow::Result<()> 
 
 /// Serves until killed.
 pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let config = HostConfig::new(&settings.plugins_dir, ([127, 0, 0, 1], 0).into());
+    let mut config = HostConfig::new(&settings.plugins_dir, ([127, 0, 0, 1], 0).into());
+    if let Some(pubsub) = &settings.pubsub {
+        config.pubsub.backend = pubsub
+            .parse()
+            .map_err(|err| anyhow::anyhow!("--pubsub {pubsub:?}: {err}"))?;
+    }
     let limits = settings.limits()?;
     let mut runtime = Runtime::new(&limits)?;
     if let Some(dir) = &settings.cache_dir {

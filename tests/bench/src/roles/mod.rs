@@ -100,6 +100,7 @@ pub(crate) struct HostSetup<'a> {
     plugins_dir: &'a Path,
     cache_dir: Option<&'a Path>,
     cores: Cores,
+    pubsub: Option<String>,
     limits: Vec<(&'static str, u64)>,
 }
 
@@ -110,6 +111,7 @@ impl<'a> HostSetup<'a> {
             plugins_dir,
             cache_dir: None,
             cores: Cores::One,
+            pubsub: None,
             limits: vec![
                 ("max-sessions", HOST_MAX_SESSIONS),
                 ("plugin-max-sessions", HOST_MAX_SESSIONS),
@@ -145,6 +147,12 @@ impl<'a> HostSetup<'a> {
         .limit("websocket-idle-timeout-ms", 2 * QUIET_CLIENT_PING_MS)
     }
 
+    /// Shares topics through `backend` (`--pubsub`'s value, e.g. `redis://127.0.0.1:6379`).
+    pub(crate) fn pubsub(mut self, backend: &str) -> Self {
+        self.pubsub = Some(backend.to_owned());
+        self
+    }
+
     /// Sets the limit the binary's `--{flag}` sets (later settings win).
     pub(crate) fn limit(mut self, flag: &'static str, value: u64) -> Self {
         self.limits.push((flag, value));
@@ -158,6 +166,9 @@ impl<'a> HostSetup<'a> {
             let mut arg = OsString::from(format!("{}=", host::CACHE_KEY));
             arg.push(dir.as_os_str());
             args.push(arg);
+        }
+        if let Some(backend) = &self.pubsub {
+            args.push(OsString::from(format!("{}={backend}", host::PUBSUB_KEY)));
         }
         args.extend(
             self.limits
