@@ -33,6 +33,9 @@ pub(crate) struct LatencyFigures {
     pub(crate) latencies: Vec<Duration>,
     /// Publish on A → read by the publisher itself on A: the same-host baseline.
     pub(crate) same_host: Vec<Duration>,
+    /// Per message read on both hosts: how much later B read it than A (zero if B was first).
+    /// A stall of the machine delays both reads alike, so this is what crossing hosts adds.
+    pub(crate) added: Vec<Duration>,
     /// Messages published.
     pub(crate) sent: usize,
     /// Published messages B never received.
@@ -52,6 +55,8 @@ struct Received {
     /// How often each message arrived.
     times_seen: Vec<u32>,
     latencies: Vec<Duration>,
+    /// Each message's first latency, by number.
+    by_number: Vec<Option<Duration>>,
     last: Option<usize>,
     reordered: usize,
     synced: bool,
@@ -79,6 +84,7 @@ pub(crate) async fn latency(
     let tally = || {
         Rc::new(RefCell::new(Received {
             times_seen: vec![0; count],
+            by_number: vec![None; count],
             ..Received::default()
         }))
     };
@@ -132,9 +138,17 @@ pub(crate) async fn latency(
     if let Some(failure) = &own_state.borrow().failure {
         bail!("the publisher's own copies on A: {failure}");
     }
+    let own = own_state.borrow();
+    let added = state
+        .by_number
+        .iter()
+        .zip(&own.by_number)
+        .filter_map(|(b, a)| Some(b.as_ref()?.saturating_sub(*a.as_ref()?)))
+        .collect();
     Ok(LatencyFigures {
         latencies: state.latencies.clone(),
-        same_host: own_state.borrow().latencies.clone(),
+        same_host: own.latencies.clone(),
+        added,
         sent: count,
         lost: state.times_seen.iter().filter(|seen| **seen == 0).count(),
         duplicates: state.times_seen.iter().filter(|seen| **seen > 1).count(),
@@ -187,6 +201,10 @@ async fn receive(
             state.reordered += 1;
         }
         state.last = Some(number);
-        state.latencies.push(now - sent);
+        let latency = now - sent;
+        state.latencies.push(latency);
+        if let Some(slot @ None) = state.by_number.get_mut(number) {
+            *slot = Some(latency);
+        }
     }
 }
