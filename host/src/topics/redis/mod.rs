@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use self::channel::{ChannelNames, HostId};
 use self::queue::{Outgoing, PublishQueue};
@@ -108,13 +109,11 @@ impl RedisTopics {
             ),
         });
         let stop = CancellationToken::new();
-        tokio::spawn(link::run(
-            shared.clone(),
-            client,
-            url.to_string(),
-            stop.clone(),
-        ));
-        tokio::spawn(link::report_drops(shared.clone(), stop.clone()));
+        // In the caller's span, so the link's lines name the host they are about.
+        tokio::spawn(
+            link::run(shared.clone(), client, url.to_string(), stop.clone()).in_current_span(),
+        );
+        tokio::spawn(link::report_drops(shared.clone(), stop.clone()).in_current_span());
         Ok(Self { shared, stop })
     }
 }
