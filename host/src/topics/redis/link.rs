@@ -23,8 +23,9 @@ use crate::topics::TopicBackend as _;
 
 /// First pause before connecting again.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest pause between attempts: Redis back means cross-host delivery back within about this.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest pause between attempts: below 5 s, so that with the handshake and the resubscription
+/// cross-host delivery is back within 5 s of Redis being back, however long it was away.
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
 /// Time to open a connection (TCP and handshake) before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time Redis has to answer a command (a pipeline of publishes, a subscription change, a ping)

@@ -16,12 +16,25 @@
 //! # Log lines (one per change of state, not per message)
 //! - `pubsub: cross-host delivery down` (warn), with `error` and `retry_in_ms`: the host could
 //!   not reach Redis at start, or lost it; it retries with a jittered backoff from 100 ms up to
-//!   5 s, logging attempts at debug level only.
+//!   4 s, logging attempts at debug level only.
 //! - `pubsub: cross-host delivery up` (info), with `topics` (channels subscribed again) and
 //!   `redis` (the URL without a password): connected, at start or again.
 //! - `pubsub: dropped cross-host publishes` (warn), with `dropped` (count in the last 10 s):
 //!   at most once per 10 s while publishes are being dropped.
 //! - `pubsub: ignored a message from Redis on channel "…": <reason>` (warn, rate-limited).
+//!
+//! # Choices
+//! - The client is redis-rs (`redis`, tokio, no default features): the maintained, widely used
+//!   Rust client, light (its core needs no TLS, no cluster, no scripting), with a dedicated
+//!   pub/sub connection whose sink and stream split (subscribe while receiving) and pipelines.
+//!   fred reconnects and resubscribes by itself, but brings far more (its own router, pools,
+//!   many command families) for what is here one small reconnect loop (`link`) that knows
+//!   exactly which channels are wanted and logs and counts every change of state.
+//! - Plain `PUBLISH`/`SUBSCRIBE`, not Redis 7's sharded `SPUBLISH`/`SSUBSCRIBE`: sharding only
+//!   matters in Redis Cluster (where a plain publish is broadcast to every node), which a
+//!   `redis://` URL does not address, and plain pub/sub works with any Redis version.
+//! - redis-rs hands received messages over an unbounded channel; this module takes each at
+//!   once and only queues it to outboxes (which never wait), so that channel stays short.
 
 mod channel;
 mod link;
