@@ -158,6 +158,18 @@ async fn hosts_started_before_redis_serve_locally_then_connect() {
             a.pubsub_stats().counts().dropped >= 1,
             "what was meant for other hosts is counted as dropped"
         );
+        // Said once per 10 s at most, with the count.
+        let line = a
+            .wait_for_log(&["pubsub: dropped cross-host publishes"], LINK_WITHIN)
+            .await;
+        assert!(line.contains("dropped="), "{line}");
+        // Several attempts have failed by now; the outage was logged once.
+        let down_lines = a
+            .log_lines()
+            .iter()
+            .filter(|line| line.contains("pubsub: cross-host delivery down"))
+            .count();
+        assert_eq!(down_lines, 1);
 
         let Some(_redis) = RedisServer::start_on(port) else {
             return;
