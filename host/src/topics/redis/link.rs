@@ -308,3 +308,31 @@ impl Backoff {
         std::mem::take(&mut self.reset_since_last)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_grow_to_the_cap_jittered_and_start_over_after_a_connection() {
+        let mut backoff = Backoff::default();
+        let pauses: Vec<Duration> = (0..10).map(|_| backoff.next()).collect();
+        let first = pauses.first().copied().unwrap_or_default();
+        assert!(
+            first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN,
+            "{first:?}"
+        );
+        for pause in &pauses {
+            assert!(
+                *pause >= BACKOFF_MIN / 2 && *pause <= BACKOFF_MAX,
+                "{pause:?}"
+            );
+        }
+        let last = pauses.last().copied().unwrap_or_default();
+        assert!(last >= BACKOFF_MAX / 2, "capped, not stuck low: {last:?}");
+        assert!(!backoff.was_reset());
+        backoff.reset();
+        assert!(backoff.was_reset());
+        assert!(backoff.next() <= BACKOFF_MIN);
+    }
+}
