@@ -140,7 +140,10 @@ async fn send_publishes(
             pipeline
                 .cmd("PUBLISH")
                 .arg(&outgoing.channel[..])
-                .arg(channel::seal(&shared.host, &outgoing.frame))
+                .arg(channel::Sealed {
+                    host: &shared.host,
+                    frame: &outgoing.frame,
+                })
                 .ignore();
         }
         match answer(pipeline.query_async::<()>(&mut connection)).await {
