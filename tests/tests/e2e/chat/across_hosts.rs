@@ -280,3 +280,35 @@ async fn garbage_on_a_rooms_channel_is_ignored() {
     })
     .await;
 }
+
+/// Two deployments with different prefixes on one Redis server are two worlds: same plugin, same
+/// room name, different channels, and nothing crosses.
+#[tokio::test]
+async fn deployments_with_different_prefixes_do_not_meet() {
+    bounded(async {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let deployment = |prefix: &str| PubSubConfig {
+            prefix: prefix.parse().expect("a valid prefix"),
+            ..PubSubConfig::redis(&redis.url()).expect("a Redis URL")
+        };
+        let a = TestHost::start_with_pubsub(&["chat"], deployment("blue")).await;
+        let b = TestHost::start_with_pubsub(&["chat"], deployment("green")).await;
+        wait_until_up(&a, &b).await;
+        let mut ada = join(&a, "lobby", "ada").await;
+        let mut bob = join(&b, "lobby", "bob").await;
+        eventually("both rooms subscribed", LINK_WITHIN, || {
+            redis.channels() == ["blue:chat:lobby", "green:chat:lobby"]
+        })
+        .await;
+
+        ada.say("blue only").await;
+        ada.expect(&message("lobby", "ada", "blue only")).await;
+        // Bob's next event is B's own marker: neither Ada's join nor her message reached him.
+        bob.expect_nothing_more(&b).await;
+        assert_eq!(b.pubsub_stats().counts().received, 0);
+        assert_eq!(a.pubsub_stats().counts().received, 0);
+    })
+    .await;
+}
