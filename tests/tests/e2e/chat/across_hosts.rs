@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use switchyard_host::Limits;
 use switchyard_host::config::pubsub::PubSubConfig;
 use switchyard_tests::redis::RedisServer;
 use switchyard_tests::{TestHost, bounded, eventually};
@@ -309,6 +310,52 @@ async fn deployments_with_different_prefixes_do_not_meet() {
         bob.expect_nothing_more(&b).await;
         assert_eq!(b.pubsub_stats().counts().received, 0);
         assert_eq!(a.pubsub_stats().counts().received, 0);
+    })
+    .await;
+}
+
+/// While Redis is slow (paused here), publishes wait in the bounded queue; past its limit they
+/// are dropped for the other hosts and counted, while the publisher's own host still gets
+/// every one. What was queued goes out once Redis answers again.
+#[tokio::test]
+async fn a_full_queue_drops_for_other_hosts_only() {
+    bounded(async {
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let config = PubSubConfig::redis(&redis.url()).expect("a Redis URL");
+        let limits = Limits {
+            pubsub_queue_messages: 1,
+            ..Limits::default()
+        };
+        let a =
+            TestHost::start_with_pubsub_and_limits(&["chat"], config.clone(), Some(limits)).await;
+        let b = TestHost::start_with_pubsub(&["chat"], config).await;
+        wait_until_up(&a, &b).await;
+        let mut ada = join(&a, "lobby", "ada").await;
+        let mut bob = join_across(&b, &a, "lobby", "bob").await;
+        ada.expect(&joined("lobby", "bob")).await;
+        let dropped = a.pubsub_stats().counts().dropped;
+
+        // Every command of every client waits for 2 s: the first publish is then in flight,
+        // the next one waits in the queue, and the rest do not fit.
+        redis
+            .command(&["CLIENT", "PAUSE", "2000", "ALL"])
+            .expect("pausing Redis");
+        let said: Vec<String> = (1..=5).map(|n| format!("burst {n}")).collect();
+        for (n, text) in said.iter().enumerate() {
+            ada.say(text).await;
+            ada.expect(&message("lobby", "ada", text)).await;
+            if n == 0 {
+                // Time for the link to take the first publish off the queue and send it.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        assert_eq!(a.pubsub_stats().counts().dropped, dropped + 3);
+        bob.expect(&message("lobby", "ada", "burst 1")).await;
+        bob.expect(&message("lobby", "ada", "burst 2")).await;
+        bob.expect_nothing_more(&b).await;
+        assert!(a.pubsub_stats().is_up(), "a slow Redis is not a lost one");
     })
     .await;
 }
