@@ -107,7 +107,10 @@ impl RedisTopics {
         limits: QueueLimits,
         stats: Arc<PubSubStats>,
     ) -> anyhow::Result<Self> {
-        let client = ::redis::Client::open(url.as_str())?;
+        // Small writes (one message, one pipeline) must leave at once, not wait for Nagle.
+        let info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())?
+            .set_tcp_settings(::redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = ::redis::Client::open(info)?;
         let shared = Arc::new(Shared {
             local: LocalTopics::default(),
             names: ChannelNames::new(prefix),
