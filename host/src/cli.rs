@@ -64,7 +64,8 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) pubsub: PubSubBackend,
     /// First part of every Redis channel name (`<prefix>:<plugin>:<topic>`), so several
-    /// deployments can share one Redis server: 1 to 64 of A-Z a-z 0-9 . _ -
+    /// deployments can share one Redis server (the URL's /DB does not keep them apart: Redis
+    /// pub/sub ignores databases): 1 to 64 of A-Z a-z 0-9 . _ -
     #[arg(
         long,
         value_name = "PREFIX",

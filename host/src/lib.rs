@@ -23,8 +23,8 @@
 //! - `plugins`: the plugins folder: one compiled [`plugin`] version, the route table that reloads
 //!   swap ([`registry`]), the `loader` and the `watcher` (hot reload), and the [`sidecar`] file.
 //! - [`topics`]: publish once, deliver to every subscribed connection of the same plugin: the
-//!   backend trait, the in-process registry and each connection's bounded outbox. (The managed
-//!   WebSocket sessions that will use it are the next step.)
+//!   backend trait, the in-process registry, each connection's bounded outbox, and
+//!   `topics::redis`, which shares topics with other hosts through Redis (`--pubsub`).
 //! - `ratelimit`: at most so many log lines a second for what an attacker can make us log.
 
 pub mod config;

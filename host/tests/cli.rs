@@ -137,6 +137,51 @@ fn out_of_range_limits_are_refused_naming_the_flag() {
     }
 }
 
+/// A `--pubsub` backend or prefix the host cannot use is refused before it starts, from the
+/// flag or from its environment variable, saying what is expected.
+#[test]
+fn invalid_pubsub_settings_are_refused_clearly() {
+    for (args, env, expected) in [
+        (
+            &["--pubsub", "nats://127.0.0.1"][..],
+            None,
+            "expected `local` or `redis://HOST:PORT[/DB]`",
+        ),
+        (
+            &["--pubsub", "redis://127.0.0.1:6379/x"][..],
+            None,
+            "invalid Redis URL",
+        ),
+        (
+            &["--pubsub-prefix", "a:b"][..],
+            None,
+            "invalid pub/sub prefix \"a:b\"",
+        ),
+        (
+            &[][..],
+            Some(("SWITCHYARD_PUBSUB", "rediss://127.0.0.1")),
+            "rediss://",
+        ),
+        (
+            &[][..],
+            Some(("SWITCHYARD_PUBSUB_PREFIX", "")),
+            "invalid pub/sub prefix",
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-cache"])
+            .args(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("running switchyard");
+        assert!(!output.status.success(), "{args:?} {env:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
+    }
+}
+
 /// A `RUST_LOG` that does not parse is reported, not silently ignored.
 #[test]
 fn an_invalid_log_filter_is_reported() {

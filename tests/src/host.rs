@@ -91,10 +91,19 @@ impl TestHost {
     /// Starts a host serving the named built plugins whose topics live in `pubsub` (e.g.
     /// shared with other hosts through Redis: [`PubSubConfig::redis`]).
     pub async fn start_with_pubsub(plugins: &[&str], pubsub: PubSubConfig) -> Self {
+        Self::start_with_pubsub_and_limits(plugins, pubsub, None).await
+    }
+
+    /// [`TestHost::start_with_pubsub`] with host-wide `limits` (an engine of their own).
+    pub async fn start_with_pubsub_and_limits(
+        plugins: &[&str],
+        pubsub: PubSubConfig,
+        limits: Option<Limits>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("creating a plugins folder");
         copy_built_plugins(dir.path(), plugins);
         let folder = dir.path().to_owned();
-        Self::start_serving_with(dir, folder, None, pubsub).await
+        Self::start_serving_with(dir, folder, limits, pubsub).await
     }
 
     async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {

@@ -138,6 +138,18 @@ impl RedisServer {
         command.query(&mut connection)
     }
 
+    /// Connections subscribed to `channel` (`PUBSUB NUMSUB`).
+    pub fn subscribers(&self, channel: &str) -> i64 {
+        match self.command(&["PUBSUB", "NUMSUB", channel]) {
+            Ok(value) => {
+                let (_, count): (String, i64) =
+                    ::redis::from_redis_value(value).expect("a channel and its count");
+                count
+            }
+            Err(err) => panic!("PUBSUB NUMSUB failed: {err}"),
+        }
+    }
+
     /// The channels with at least one subscriber (`PUBSUB CHANNELS`), sorted.
     pub fn channels(&self) -> Vec<String> {
         let mut channels: Vec<String> = match self.command(&["PUBSUB", "CHANNELS"]) {

@@ -129,7 +129,8 @@ impl fmt::Display for PubSubBackend {
 
 /// The first part of every Redis channel name (`<prefix>:<plugin>:<topic>`): 1 to
 /// [`MAX_PUBSUB_PREFIX_BYTES`] characters from `A-Z a-z 0-9 . _ -`. It has no `:`, so no two
-/// deployments' channels can ever be the same name.
+/// deployments' channels can ever be the same name. It is what keeps deployments on one Redis
+/// server apart: pub/sub channels are server-wide, whatever database a URL selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PubSubPrefix(String);
 

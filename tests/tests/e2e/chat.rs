@@ -869,3 +869,5 @@ async fn after_a_reload_live_members_keep_their_version_until_they_hibernate() {
     })
     .await;
 }
+
+mod across_hosts;

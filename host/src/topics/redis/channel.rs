@@ -15,9 +15,10 @@
 //! put any bytes there.
 
 use std::borrow::Cow;
-use std::io::Cursor;
+use std::io::{Cursor, Write as _};
 
 use bytes::Bytes;
+use redis::{RedisWrite, ToRedisArgs};
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
@@ -86,15 +87,35 @@ impl ChannelNames {
     }
 }
 
-/// `frame` in its envelope, as published to the broker.
-pub(super) fn seal(host: &HostId, frame: &WireFrame) -> Vec<u8> {
-    let mut sealed = Vec::with_capacity(ENVELOPE_HEAD + frame.len());
-    sealed.extend_from_slice(&MAGIC);
-    sealed.extend_from_slice(host);
-    for part in frame.parts() {
-        sealed.extend_from_slice(part);
+/// A frame in its envelope, as published to the broker: written straight into the command's
+/// buffer, with no envelope of its own in between.
+pub(super) struct Sealed<'a> {
+    /// The publishing host.
+    pub(super) host: &'a HostId,
+    /// The frame as this host's subscribers got it.
+    pub(super) frame: &'a WireFrame,
+}
+
+impl ToRedisArgs for Sealed<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + RedisWrite,
+    {
+        let mut arg = out.writer_for_next_arg();
+        // The writer appends to the command's buffer in memory, which cannot fail.
+        let _ = arg.write_all(&MAGIC);
+        let _ = arg.write_all(self.host);
+        for part in self.frame.parts() {
+            let _ = arg.write_all(part);
+        }
     }
-    sealed
+}
+
+/// `frame` in its envelope, as one buffer.
+#[cfg(test)]
+pub(super) fn seal(host: &HostId, frame: &WireFrame) -> Vec<u8> {
+    let sealed = Sealed { host, frame }.to_redis_args();
+    sealed.into_iter().next().unwrap_or_default()
 }
 
 /// What a message from the broker holds.
@@ -159,20 +180,15 @@ pub(super) fn open(host: &HostId, message: &[u8]) -> Result<Opened, Refused> {
         return Err(Refused::TooLarge);
     }
     let head_len = usize::try_from(cursor.position()).map_err(|_| Refused::BadHeader)?;
-    let (head, payload) = (
-        wire.get(..head_len).ok_or(Refused::BadHeader)?,
-        wire.get(head_len..).ok_or(Refused::BadHeader)?,
-    );
+    let payload = wire.get(head_len..).ok_or(Refused::BadHeader)?;
     if payload.len() as u64 != length {
         return Err(Refused::LengthMismatch);
     }
     if text && std::str::from_utf8(payload).is_err() {
         return Err(Refused::NotUtf8);
     }
-    Ok(Opened::Frame(WireFrame::new(
-        Bytes::copy_from_slice(head),
-        Bytes::copy_from_slice(payload),
-    )))
+    // One copy into one buffer, shared by every local subscriber's outbox.
+    Ok(Opened::Frame(WireFrame::from(Bytes::copy_from_slice(wire))))
 }
 
 #[cfg(test)]

@@ -23,8 +23,9 @@ use crate::topics::TopicBackend as _;
 
 /// First pause before connecting again.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest pause between attempts: Redis back means cross-host delivery back within about this.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest pause between attempts: below 5 s, so that with the handshake and the resubscription
+/// cross-host delivery is back within 5 s of Redis being back, however long it was away.
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
 /// Time to open a connection (TCP and handshake) before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time Redis has to answer a command (a pipeline of publishes, a subscription change, a ping)
@@ -139,7 +140,10 @@ async fn send_publishes(
             pipeline
                 .cmd("PUBLISH")
                 .arg(&outgoing.channel[..])
-                .arg(channel::seal(&shared.host, &outgoing.frame))
+                .arg(channel::Sealed {
+                    host: &shared.host,
+                    frame: &outgoing.frame,
+                })
                 .ignore();
         }
         match answer(pipeline.query_async::<()>(&mut connection)).await {
@@ -305,5 +309,33 @@ impl Backoff {
     /// Whether a connection came up since the last call.
     fn was_reset(&mut self) -> bool {
         std::mem::take(&mut self.reset_since_last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_grow_to_the_cap_jittered_and_start_over_after_a_connection() {
+        let mut backoff = Backoff::default();
+        let pauses: Vec<Duration> = (0..10).map(|_| backoff.next()).collect();
+        let first = pauses.first().copied().unwrap_or_default();
+        assert!(
+            first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN,
+            "{first:?}"
+        );
+        for pause in &pauses {
+            assert!(
+                *pause >= BACKOFF_MIN / 2 && *pause <= BACKOFF_MAX,
+                "{pause:?}"
+            );
+        }
+        let last = pauses.last().copied().unwrap_or_default();
+        assert!(last >= BACKOFF_MAX / 2, "capped, not stuck low: {last:?}");
+        assert!(!backoff.was_reset());
+        backoff.reset();
+        assert!(backoff.was_reset());
+        assert!(backoff.next() <= BACKOFF_MIN);
     }
 }

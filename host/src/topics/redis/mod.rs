@@ -16,12 +16,25 @@
 //! # Log lines (one per change of state, not per message)
 //! - `pubsub: cross-host delivery down` (warn), with `error` and `retry_in_ms`: the host could
 //!   not reach Redis at start, or lost it; it retries with a jittered backoff from 100 ms up to
-//!   5 s, logging attempts at debug level only.
+//!   4 s, logging attempts at debug level only.
 //! - `pubsub: cross-host delivery up` (info), with `topics` (channels subscribed again) and
 //!   `redis` (the URL without a password): connected, at start or again.
 //! - `pubsub: dropped cross-host publishes` (warn), with `dropped` (count in the last 10 s):
 //!   at most once per 10 s while publishes are being dropped.
 //! - `pubsub: ignored a message from Redis on channel "…": <reason>` (warn, rate-limited).
+//!
+//! # Choices
+//! - The client is redis-rs (`redis`, tokio, no default features): the maintained, widely used
+//!   Rust client, light (its core needs no TLS, no cluster, no scripting), with a dedicated
+//!   pub/sub connection whose sink and stream split (subscribe while receiving) and pipelines.
+//!   fred reconnects and resubscribes by itself, but brings far more (its own router, pools,
+//!   many command families) for what is here one small reconnect loop (`link`) that knows
+//!   exactly which channels are wanted and logs and counts every change of state.
+//! - Plain `PUBLISH`/`SUBSCRIBE`, not Redis 7's sharded `SPUBLISH`/`SSUBSCRIBE`: sharding only
+//!   matters in Redis Cluster (where a plain publish is broadcast to every node), which a
+//!   `redis://` URL does not address, and plain pub/sub works with any Redis version.
+//! - redis-rs hands received messages over an unbounded channel; this module takes each at
+//!   once and only queues it to outboxes (which never wait), so that channel stays short.
 
 mod channel;
 mod link;
@@ -34,6 +47,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use self::channel::{ChannelNames, HostId};
 use self::queue::{Outgoing, PublishQueue};
@@ -93,7 +107,10 @@ impl RedisTopics {
         limits: QueueLimits,
         stats: Arc<PubSubStats>,
     ) -> anyhow::Result<Self> {
-        let client = ::redis::Client::open(url.as_str())?;
+        // Small writes (one message, one pipeline) must leave at once, not wait for Nagle.
+        let info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())?
+            .set_tcp_settings(::redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = ::redis::Client::open(info)?;
         let shared = Arc::new(Shared {
             local: LocalTopics::default(),
             names: ChannelNames::new(prefix),
@@ -108,13 +125,11 @@ impl RedisTopics {
             ),
         });
         let stop = CancellationToken::new();
-        tokio::spawn(link::run(
-            shared.clone(),
-            client,
-            url.to_string(),
-            stop.clone(),
-        ));
-        tokio::spawn(link::report_drops(shared.clone(), stop.clone()));
+        // In the caller's span, so the link's lines name the host they are about.
+        tokio::spawn(
+            link::run(shared.clone(), client, url.to_string(), stop.clone()).in_current_span(),
+        );
+        tokio::spawn(link::report_drops(shared.clone(), stop.clone()).in_current_span());
         Ok(Self { shared, stop })
     }
 }
