@@ -46,7 +46,11 @@ pub(super) async fn run(shared: Arc<Shared>, client: Client, url: String, stop: 
     let mut logged_down = false;
     loop {
         let outcome = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => {
+                // The host is stopping: its connections to Redis close with this task.
+                shared.stats.up.store(false, Ordering::Release);
+                return;
+            }
             outcome = connect_and_serve(&shared, &client, &url, &mut backoff) => outcome,
         };
         shared.stats.up.store(false, Ordering::Release);
@@ -107,8 +111,9 @@ async fn connect_and_serve(
         answer(sink.subscribe(chunk)).await.context("SUBSCRIBE")?;
         subscribed.extend(chunk.iter().cloned());
     }
-    // Publishes queued before this connection belong to the outage (and were counted as
-    // dropped when it began); nothing older than this moment goes out.
+    // A publish that saw the last connection up just as it went down may still be queued: it
+    // belongs to the outage and is dropped (and counted) with it; nothing older than this
+    // moment goes out.
     shared.dropped(shared.queue.clear());
     shared
         .stats
