@@ -175,7 +175,8 @@ async fn a_raw_plugin_reloaded_as_managed_keeps_its_live_sessions() {
 #[tokio::test]
 async fn a_managed_plugin_reloaded_as_raw_wakes_its_connections_on_the_new_engine() {
     bounded(async {
-        let sidecar = "[limits]\nhibernate_after_ms = 1500\n";
+        // Long enough for the reload (compiling misbehave) to finish on a busy machine first.
+        let sidecar = "[limits]\nhibernate_after_ms = 5000\n";
         let host = TestHost::start_configured(&["managed"], &[("managed", sidecar)], None).await;
         let mut client = connect(&host, "/managed?attach=kept").await;
         assert!(next_text(&mut client).await.starts_with("open:"));
@@ -205,6 +206,56 @@ async fn a_managed_plugin_reloaded_as_raw_wakes_its_connections_on_the_new_engin
         // And the new version takes raw upgrades.
         let ok = client::get(host.addr, "/managed/ok", &[]).await;
         assert_eq!(ok.status, StatusCode::OK);
+    })
+    .await;
+}
+
+/// A managed plugin on the plain engine that loops in `on-message` and one that traps are each
+/// closed with `1011`, while a raw session on the concurrent engine and another managed
+/// connection keep echoing: the plain engine preempts at epoch ticks like the other one.
+#[tokio::test]
+async fn a_loop_and_a_trap_on_the_plain_engine_cost_only_their_connections() {
+    bounded(async {
+        let sidecar = "[limits]\nrun_cpu_ms = 100\n";
+        let host = TestHost::start_configured(
+            &["managed", "echo-raw"],
+            &[("managed", sidecar)],
+            None,
+        )
+        .await;
+        host.wait_for_log(&["plugin=managed ", "engine=plain", "serving plugin"], WAIT)
+            .await;
+        let mut raw = connect(&host, "/echo-raw").await;
+        let mut bystander = connect(&host, "/managed").await;
+        assert!(next_text(&mut bystander).await.starts_with("open:"));
+        let mut looping = connect(&host, "/managed").await;
+        assert!(next_text(&mut looping).await.starts_with("open:"));
+        let mut trapping = connect(&host, "/managed").await;
+        assert!(next_text(&mut trapping).await.starts_with("open:"));
+
+        looping.send(Message::text("loop")).await.unwrap();
+        trapping.send(Message::text("trap")).await.unwrap();
+        assert_eq!(ask(&mut raw, "meanwhile").await, "meanwhile");
+        assert_eq!(ask(&mut bystander, "echo:meanwhile").await, "meanwhile");
+        for (client, why) in [
+            (&mut looping, "CPU limit per event exceeded"),
+            (&mut trapping, "plugin trapped in on-message"),
+        ] {
+            let closed = loop {
+                match tokio::time::timeout(WAIT, client.next())
+                    .await
+                    .expect("a close within the wait")
+                {
+                    Some(Ok(Message::Close(Some(frame)))) => break frame,
+                    Some(Ok(_)) => {}
+                    other => panic!("expected a close frame, got {other:?}"),
+                }
+            };
+            assert_eq!(u16::from(closed.code), 1011, "{why}");
+            host.wait_for_log(&["plugin=managed", why], WAIT).await;
+        }
+        assert_eq!(ask(&mut raw, "after").await, "after");
+        assert_eq!(ask(&mut bystander, "echo:after").await, "after");
     })
     .await;
 }
