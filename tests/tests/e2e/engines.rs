@@ -217,12 +217,9 @@ async fn a_managed_plugin_reloaded_as_raw_wakes_its_connections_on_the_new_engin
 async fn a_loop_and_a_trap_on_the_plain_engine_cost_only_their_connections() {
     bounded(async {
         let sidecar = "[limits]\nrun_cpu_ms = 100\n";
-        let host = TestHost::start_configured(
-            &["managed", "echo-raw"],
-            &[("managed", sidecar)],
-            None,
-        )
-        .await;
+        let host =
+            TestHost::start_configured(&["managed", "echo-raw"], &[("managed", sidecar)], None)
+                .await;
         host.wait_for_log(&["plugin=managed ", "engine=plain", "serving plugin"], WAIT)
             .await;
         let mut raw = connect(&host, "/echo-raw").await;
