@@ -1,7 +1,11 @@
 //! Builds every plugin the end-to-end tests load (the examples in `plugins/` and the test-only
-//! ones in `tests/plugins/`) for `wasm32-wasip2`, with one nested `cargo build` into a target
+//! ones in `tests/plugins/`) for `wasm32-wasip2`, with nested `cargo build`s into a target
 //! folder of its own (sharing the outer build's would deadlock on its lock), and tells the tests
 //! where the `.wasm` files are.
+//!
+//! Two builds: the plugins that take raw upgrades enable the SDK's `raw-upgrade` feature, and
+//! cargo unifies a package's features across one build, so built together every plugin would
+//! become a `raw-plugin` (and run on the host's dearer engine).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -10,16 +14,10 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 /// The workspace's profile for plugins (link-time optimised, stripped).
 const PROFILE: &str = "plugin";
-const PLUGINS: &[&str] = &[
-    "hello",
-    "echo",
-    "echo-raw",
-    "chat",
-    "kv",
-    "misbehave",
-    "managed",
-    "fanout",
-];
+/// Plugins of the `plugin` world: responses and managed WebSockets.
+const PLUGINS: &[&str] = &["hello", "echo", "chat", "managed", "fanout"];
+/// Plugins of the `raw-plugin` world (the SDK's `raw-upgrade` feature), built apart.
+const RAW_PLUGINS: &[&str] = &["echo-raw", "kv", "misbehave"];
 const WATCHED: &[&str] = &[
     "guest-sdk",
     "plugins/hello",
@@ -44,13 +42,27 @@ fn main() {
     require_target_installed();
 
     let target_dir = workspace.join("target").join("test-plugins");
+    for group in [PLUGINS, RAW_PLUGINS] {
+        build_plugins(workspace, &target_dir, group);
+    }
+
+    let out = target_dir.join(TARGET).join(PROFILE);
+    for name in PLUGINS.iter().chain(RAW_PLUGINS) {
+        let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
+        assert!(wasm.is_file(), "{} was not built", wasm.display());
+    }
+    println!("cargo:rustc-env=SWITCHYARD_TEST_PLUGINS={}", out.display());
+}
+
+/// Builds `plugins` with one nested cargo build.
+fn build_plugins(workspace: &Path, target_dir: &Path, plugins: &[&str]) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
         .current_dir(workspace)
         .args(["build", "--profile", PROFILE, "--target", TARGET])
-        .args(PLUGINS.iter().flat_map(|name| ["-p", name]))
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(plugins.iter().flat_map(|name| ["-p", name]))
+        .env("CARGO_TARGET_DIR", target_dir)
         // Flags and wrappers meant for the outer (host) build must not reach the guests.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
@@ -60,13 +72,6 @@ fn main() {
         status.success(),
         "building the test plugins failed (see the output above)"
     );
-
-    let out = target_dir.join(TARGET).join(PROFILE);
-    for name in PLUGINS {
-        let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
-        assert!(wasm.is_file(), "{} was not built", wasm.display());
-    }
-    println!("cargo:rustc-env=SWITCHYARD_TEST_PLUGINS={}", out.display());
 }
 
 /// Fails with the fix spelled out when the WebAssembly target is missing, instead of a wall of

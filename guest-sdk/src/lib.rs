@@ -24,10 +24,16 @@
 //! profile: every instance then touches fewer pages) and drop the `.wasm` into the host's
 //! plugins folder.
 //!
-//! # Upgraded sessions
+//! # Upgraded sessions (the `raw-upgrade` feature)
+//!
+//! A plugin that takes over upgraded connections itself enables this crate's `raw-upgrade`
+//! feature (`switchyard-sdk = { …, features = ["raw-upgrade"] }`), which builds it for the
+//! contract's `raw-plugin` world. Without it the plugin is built for the `plugin` world
+//! (responses and managed WebSockets, plain functions only), which the host runs on an engine
+//! without component-model concurrency, where every event call is cheaper.
 //!
 //! When [`Plugin::handle`] answers with an [`Upgrade`] and the host agrees, the host calls
-//! [`Plugin::upgrade`] on the same instance with a [`Session`]: the connection's raw bytes in
+//! `Plugin::upgrade` on the same instance with a [`Session`]: the connection's raw bytes in
 //! both directions. The session lasts until the plugin drops it. For WebSocket,
 //! [`websocket::accept`] answers the handshake and [`websocket::WebSocket`] runs the framing.
 //!
@@ -51,7 +57,8 @@
 //! - [`websocket`]: the WebSocket handshake and a WebSocket over a session.
 //! - [`managed`]: WebSockets the host runs: [`Connection`], [`Message`], the handshake answer.
 //! - [`topics`]: [`topics::publish`] to every subscribed connection.
-//! - `bindings` (hidden): the one `wit_bindgen::generate!` for the `switchyard:plugin` world.
+//! - `bindings` (hidden): the `wit_bindgen::generate!` for the `switchyard:plugin` world (or
+//!   `raw-plugin`, with the `raw-upgrade` feature).
 
 // Lets the generated bindings name this crate by its public path, which is also the path the
 // export macro uses when it expands inside a plugin crate.

@@ -14,7 +14,7 @@ use crate::{Response, Upgrade};
 pub enum Outgoing {
     /// Answer with a complete response; the instance is dropped afterwards.
     Response(Response),
-    /// Switch protocols; the host then calls [`Plugin::upgrade`](crate::Plugin::upgrade) on the
+    /// Switch protocols; the host then calls `Plugin::upgrade` (the `raw-upgrade` feature) on the
     /// same instance.
     Upgrade(Upgrade),
     /// Hand a WebSocket to the host to run; it then calls the plugin's `on_*` events.

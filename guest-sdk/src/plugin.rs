@@ -1,5 +1,6 @@
 //! The [`Plugin`] trait, and the adapter that [`export!`](crate::export) puts behind it.
 
+#[cfg(feature = "raw-upgrade")]
 use std::future::Future;
 use std::marker::PhantomData;
 
@@ -8,22 +9,31 @@ use crate::bindings::exports::switchyard::plugin::handler::Guest as HandlerGuest
 use crate::bindings::switchyard::plugin::types::{
     Message as WitMessage, Outgoing as WitOutgoing, Request as WitRequest,
 };
-use crate::bindings::wit_stream;
 use crate::managed::{Connection, Message};
-use crate::{Outgoing, Request, Session};
-use wit_bindgen::StreamReader;
+use crate::{Outgoing, Request};
+#[cfg(feature = "raw-upgrade")]
+use {
+    crate::Session,
+    crate::bindings::exports::switchyard::plugin::raw_upgrade::Guest as RawUpgradeGuest,
+    crate::bindings::wit_stream, wit_bindgen::StreamReader,
+};
 
 /// What a plugin implements; export the type with [`export!`](crate::export).
 ///
 /// Each request gets a fresh instance, so there is no `self`: state lives in the session's
 /// future, in a managed connection's attachment, or nowhere.
 ///
+/// Without the SDK's `raw-upgrade` feature a plugin answers with responses and managed
+/// WebSockets; with it, it may also answer with an [`Upgrade`](crate::Upgrade) and implements
+/// `upgrade` (the host runs such plugins on an engine with component-model concurrency, which
+/// makes every event call a little dearer).
+///
 /// A plugin that answers with a managed WebSocket ([`managed::accept`](crate::managed::accept))
 /// implements the `on_*` events; the defaults do nothing. Each event may run on a fresh
 /// instance (see [`managed`](crate::managed) on hibernation).
 pub trait Plugin: 'static {
-    /// Answers one request: a complete [`Response`](crate::Response), or an
-    /// [`Upgrade`](crate::Upgrade) to another protocol.
+    /// Answers one request: a complete [`Response`](crate::Response), a managed WebSocket, or
+    /// (with the `raw-upgrade` feature) an [`Upgrade`](crate::Upgrade) to another protocol.
     ///
     /// A panic here traps the instance and the host answers 500.
     fn handle(request: Request) -> Outgoing;
@@ -34,7 +44,8 @@ pub trait Plugin: 'static {
     /// Write it as `async fn upgrade(request: Request, session: Session)`. The session ends,
     /// and the host closes the connection, when the returned future drops the session (or its
     /// writer half). The default ends the session at once, which suits plugins that never
-    /// upgrade.
+    /// upgrade. Only with the SDK's `raw-upgrade` feature.
+    #[cfg(feature = "raw-upgrade")]
     fn upgrade(request: Request, session: Session) -> impl Future<Output = ()> + 'static {
         async move {
             drop(session);
@@ -74,7 +85,10 @@ impl<P: Plugin> HandlerGuest for Exported<P> {
         flush_stdout();
         outgoing
     }
+}
 
+#[cfg(feature = "raw-upgrade")]
+impl<P: Plugin> RawUpgradeGuest for Exported<P> {
     async fn upgrade(request: WitRequest, input: StreamReader<u8>) -> StreamReader<u8> {
         let (output, returned) = wit_stream::new::<u8>();
         // The host pipes the returned stream to the client only once this export has returned

@@ -53,7 +53,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Wraps the stream the host passed in and the writing end of the one returned to it.
+    /// Wraps the stream the host passed in and the writing end of the one returned to it. Only
+    /// a `raw-plugin` (the `raw-upgrade` feature) is ever handed one.
+    #[cfg(feature = "raw-upgrade")]
     pub(crate) fn new(input: StreamReader<u8>, output: StreamWriter<u8>) -> Self {
         Self {
             reader: SessionReader {

@@ -6,7 +6,7 @@ use crate::headers::{self, Fields};
 ///
 /// The host checks that the client offered the protocol (its `Upgrade:` header names the token)
 /// and adds `connection: upgrade`, then hands the connection to
-/// [`Plugin::upgrade`](crate::Plugin::upgrade) on the same instance.
+/// `Plugin::upgrade` (the `raw-upgrade` feature) on the same instance.
 ///
 /// ```
 /// use switchyard_sdk::Upgrade;

@@ -17,9 +17,11 @@
 //!   more may start).
 //! - `session`: the upgraded session on the instance that answered `handle`, and `session::pump`,
 //!   the byte pump between the socket and the guest's `stream<u8>`s.
-//! - `engine`: wasmtime: the shared engine and linker ([`runtime`]), the compiled-plugin
-//!   [`cache`], CPU preemption and budgets (`cpu`), per-instance sandbox state (`state`), guest
-//!   stdout/stderr into the log (`guest_log`), and the WIT contract as Rust types ([`bindings`]).
+//! - `engine`: wasmtime: the two engines and their linkers ([`runtime`]: `plain` for plugins of
+//!   the `plugin` world, `concurrent` for `raw-plugin`s), which one a plugin needs (`world`, from
+//!   its exports), the compiled-plugin [`cache`], CPU preemption and budgets (`cpu`),
+//!   per-instance sandbox state (`state`), guest stdout/stderr into the log (`guest_log`), and
+//!   the WIT contract as Rust types ([`bindings`]).
 //! - `plugins`: the plugins folder: one compiled [`plugin`] version, the route table that reloads
 //!   swap ([`registry`]), the `loader` and the `watcher` (hot reload), and the [`sidecar`] file.
 //! - [`topics`]: publish once, deliver to every subscribed connection of the same plugin: the

@@ -4,7 +4,11 @@
 //! into an in-memory buffer it reads, and what it writes is batched out to the session. Pings are
 //! answered and close frames returned automatically.
 //!
-//! ```
+//! A WebSocket over a session is for `raw-plugin`s (the `raw-upgrade` feature, which the example
+//! needs to build):
+//!
+#![cfg_attr(feature = "raw-upgrade", doc = "```")]
+#![cfg_attr(not(feature = "raw-upgrade"), doc = "```ignore")]
 //! use switchyard_sdk::websocket::{self, WebSocket};
 //! use switchyard_sdk::{Outgoing, Plugin, Request, Session};
 //!

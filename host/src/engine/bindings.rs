@@ -4,11 +4,32 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
-    // `handle` runs on a fiber so a guest never blocks a tokio worker; `upgrade` is an async
-    // WIT function and is driven inside `Store::run_concurrent`; the managed WebSocket events
-    // are called on a fiber too, so their CPU is metered and a loop yields at epoch ticks.
+    // `handle` runs on a fiber so a guest never blocks a tokio worker; the managed WebSocket
+    // events are called on a fiber too, so their CPU is metered and a loop yields at epoch
+    // ticks.
     exports: { default: async },
 });
+
+/// The `raw-plugin` world: what it adds to `plugin` is the `raw-upgrade` export, which the host
+/// loads on its own (`RawUpgradeIndices`); the shared imports and types are the ones above.
+pub mod raw {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "raw-plugin",
+        // `upgrade` is an async WIT function and is driven inside `Store::run_concurrent`.
+        exports: { default: async },
+        with: {
+            "switchyard:plugin/types": super::switchyard::plugin::types,
+            "switchyard:plugin/connections": super::switchyard::plugin::connections,
+            "switchyard:plugin/topics": super::switchyard::plugin::topics,
+        },
+    });
+}
+
+/// A live instance's `raw-upgrade` export.
+pub use raw::exports::switchyard::plugin::raw_upgrade::Guest as RawUpgrade;
+/// Where a `raw-plugin`'s `raw-upgrade` export is, found once per loaded plugin.
+pub use raw::exports::switchyard::plugin::raw_upgrade::GuestIndices as RawUpgradeIndices;
 
 pub use switchyard::plugin::types::{
     Error as GuestError, Headers, Message, Outgoing, ProtocolUpgrade, Request, Response,

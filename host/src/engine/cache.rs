@@ -1,6 +1,7 @@
 //! The compiled-artifact cache: plugins compiled once are kept as native code on disk, keyed by
-//! the plugin's content hash and the engine's configuration, so a restart or a re-dropped file
-//! loads in a fraction of a millisecond instead of recompiling.
+//! the plugin's content hash and the engine that compiled it (which of the host's engines, and
+//! that engine's configuration), so a restart or a re-dropped file loads in a fraction of a
+//! millisecond instead of recompiling.
 //!
 //! The cache holds native code that wasmtime runs without checking, so it must only ever hold
 //! files this host wrote: it lives in a folder of the host's own (created private), never in the
@@ -21,6 +22,8 @@ use anyhow::Context as _;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::engine::runtime::EngineKind;
+
 /// File extension of a cached component.
 const ARTIFACT_EXTENSION: &str = "cwasm";
 /// How an entry starts; a new layout gets a new number, so older entries are recompiled.
@@ -34,12 +37,13 @@ const PRIVATE_FILE_MODE: u32 = 0o600;
 /// SHA-256 of a plugin's `.wasm`.
 pub type ContentHash = [u8; 32];
 
-/// Where compiled components are kept, for one engine configuration.
+/// Where compiled components are kept, for one engine: each of the host's engines has its own
+/// entries, since one engine's native code cannot run on the other.
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
-    /// Distinguishes engines whose artifacts are not interchangeable (wasmtime version, CPU
-    /// features, configuration).
+    /// Distinguishes engines whose artifacts are not interchangeable: which of the host's
+    /// engines, then wasmtime version, CPU features and configuration.
     engine_key: String,
 }
 
@@ -62,10 +66,11 @@ impl std::fmt::Display for Origin {
 }
 
 impl ArtifactCache {
-    /// A cache in `dir` (created if missing, private to this user) for `engine`. `None`, with a
+    /// A cache in `dir` (created if missing, private to this user) for `engine`, the host's
+    /// `kind` engine. `None`, with a
     /// warning saying why, if the folder is not the host user's own or others may write it:
     /// plugins are then compiled on every load. Fails only if the folder cannot be created.
-    pub fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Option<Self>> {
+    pub fn open(dir: &Path, engine: &Engine, kind: EngineKind) -> anyhow::Result<Option<Self>> {
         create_private_dir(dir)
             .with_context(|| format!("creating the compiled-plugin cache {}", dir.display()))?;
         let meta = std::fs::metadata(dir)
@@ -77,12 +82,18 @@ impl ArtifactCache {
             );
             return Ok(None);
         }
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Some(Self {
             dir: dir.to_owned(),
-            engine_key: format!("{:016x}", hasher.finish()),
+            engine_key: engine_key(engine, kind),
         }))
+    }
+
+    /// The same folder, already checked, for another of the host's engines.
+    pub fn for_engine(&self, engine: &Engine, kind: EngineKind) -> Self {
+        Self {
+            dir: self.dir.clone(),
+            engine_key: engine_key(engine, kind),
+        }
     }
 
     /// The component for `wasm` (whose SHA-256 is `hash`): from the cache if it is there,
@@ -129,6 +140,15 @@ impl ArtifactCache {
         }
         Ok((component, Origin::Compiled))
     }
+}
+
+/// What names `engine`'s entries: the engine's name as well as its configuration's hash. The
+/// hash alone already differs between the host's two engines; the name keeps them apart should
+/// a wasmtime upgrade ever make them hash alike, and says in a listing whose entry is whose.
+fn engine_key(engine: &Engine, kind: EngineKind) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{kind}-{:016x}", hasher.finish())
 }
 
 /// The native code in the entry at `path`: `None` if there is none, an error saying why if it

@@ -1,7 +1,16 @@
-//! The wasmtime engine and linker every plugin shares: compiled once per host, configured for
-//! component-model async (the upgraded session's `stream<u8>`), with a pooling allocator sized
-//! from [`Limits`] so instantiation is cheap and the number of live instances is bounded, and
-//! with epoch interruption driven by a ticker thread so guest code can be preempted.
+//! The wasmtime engines and linkers plugins run on. Two, because the component-model
+//! concurrency machinery that a raw upgrade's async `stream<u8>` session needs makes every
+//! other guest call dearer too (a task, waitable sets and resource-table entries per call:
+//! measured ~1.2 µs per managed WebSocket event with it, ~0.40 µs without; DESIGN §7), and the
+//! setting is engine-wide:
+//! - [`EngineKind::Plain`]: no component-model async. Plugins of the `plugin` world
+//!   (responses and managed WebSockets) run here.
+//! - [`EngineKind::Concurrent`]: `concurrency_support` + component-model async. Plugins of the
+//!   `raw-plugin` world (those exporting `raw-upgrade`) run here.
+//!
+//! Each has its own pooling allocator, sized from [`Limits`] for what can run on it, so
+//! instantiation is cheap and the number of live instances is bounded; one ticker thread drives
+//! both engines' epochs so guest code can be preempted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +20,7 @@ use anyhow::{Context as _, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::config::Limits;
+use crate::config::{Limits, REQUEST_INSTANCE_HEADROOM};
 use crate::engine::cache::ArtifactCache;
 use crate::engine::cpu::EPOCH_TICK;
 use crate::engine::state::InstanceState;
@@ -33,24 +42,47 @@ const KEEP_RESIDENT_BYTES: usize = 128 << 10;
 /// warm one) did not measurably change.
 const MEMORY_KEEP_RESIDENT_BYTES: usize = 0;
 
-/// The engine plus the host functions plugins may import.
-pub struct Runtime {
-    engine: Engine,
-    linker: Linker<InstanceState>,
-    limits: Limits,
-    /// Compiled plugins kept on disk, if enabled.
-    cache: Option<ArtifactCache>,
-    _ticker: EpochTicker,
+/// Which engine a plugin runs on; decided by its exports when it is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    /// No component-model async: plugins of the `plugin` world.
+    Plain,
+    /// Component-model concurrency: plugins of the `raw-plugin` world.
+    Concurrent,
 }
 
-impl Runtime {
-    /// Builds the engine and links WASI into a fresh linker.
-    pub fn new(limits: &Limits) -> Result<Self> {
-        let engine = Engine::new(&engine_config(limits))
+impl EngineKind {
+    /// The name logs and cache entries use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Concurrent => "concurrent",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One engine, the linker for it, and its compiled-plugin cache.
+struct EngineSlot {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    cache: Option<ArtifactCache>,
+}
+
+impl EngineSlot {
+    fn new(kind: EngineKind, limits: &Limits) -> Result<Self> {
+        let engine = Engine::new(&engine_config(kind, limits))
             .map_err(anyhow::Error::from)
-            .context("creating the wasmtime engine")?;
+            .with_context(|| format!("creating the {kind} wasmtime engine"))?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
         // Guests built for wasm32-wasip2 import WASI 0.2 from std (stdio, clocks, random).
+        // Linked for async calls on both engines: every guest entry is `call_async` on a
+        // fiber, so a loop yields at epoch ticks instead of holding a tokio worker.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
@@ -59,34 +91,68 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("linking the host functions")?;
         Ok(Self {
-            _ticker: EpochTicker::start(engine.clone())?,
             engine,
             linker,
-            limits: limits.clone(),
             cache: None,
         })
     }
+}
 
-    /// Keeps compiled plugins in `dir`, so unchanged plugins load without recompiling. A
-    /// folder that others could write is not used (logged); plugins are then compiled.
+/// The engines plus the host functions plugins may import.
+pub struct Runtime {
+    plain: EngineSlot,
+    concurrent: EngineSlot,
+    limits: Limits,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds both engines and links WASI and the host functions into a linker for each.
+    pub fn new(limits: &Limits) -> Result<Self> {
+        let plain = EngineSlot::new(EngineKind::Plain, limits)?;
+        let concurrent = EngineSlot::new(EngineKind::Concurrent, limits)?;
+        Ok(Self {
+            _ticker: EpochTicker::start(vec![plain.engine.clone(), concurrent.engine.clone()])?,
+            plain,
+            concurrent,
+            limits: limits.clone(),
+        })
+    }
+
+    /// Keeps compiled plugins in `dir`, so unchanged plugins load without recompiling. Each
+    /// engine's entries are its own (their names carry the engine's key). A folder that others
+    /// could write is not used (logged); plugins are then compiled.
     pub fn with_artifact_cache(mut self, dir: &std::path::Path) -> Result<Self> {
-        self.cache = ArtifactCache::open(dir, &self.engine)?;
+        self.plain.cache = ArtifactCache::open(dir, &self.plain.engine, EngineKind::Plain)?;
+        // The folder is checked (and refused, with a warning) once for both.
+        self.concurrent.cache = self
+            .plain
+            .cache
+            .as_ref()
+            .map(|cache| cache.for_engine(&self.concurrent.engine, EngineKind::Concurrent));
         Ok(self)
     }
 
-    /// The compiled-plugin cache, if enabled.
-    pub fn artifact_cache(&self) -> Option<&ArtifactCache> {
-        self.cache.as_ref()
+    fn slot(&self, kind: EngineKind) -> &EngineSlot {
+        match kind {
+            EngineKind::Plain => &self.plain,
+            EngineKind::Concurrent => &self.concurrent,
+        }
     }
 
-    /// The engine plugins are compiled for.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The compiled-plugin cache of `kind`'s engine, if enabled.
+    pub fn artifact_cache(&self, kind: EngineKind) -> Option<&ArtifactCache> {
+        self.slot(kind).cache.as_ref()
     }
 
-    /// The linker plugins are instantiated with.
-    pub fn linker(&self) -> &Linker<InstanceState> {
-        &self.linker
+    /// The engine plugins of `kind` are compiled for.
+    pub fn engine(&self, kind: EngineKind) -> &Engine {
+        &self.slot(kind).engine
+    }
+
+    /// The linker plugins of `kind` are instantiated with.
+    pub fn linker(&self, kind: EngineKind) -> &Linker<InstanceState> {
+        &self.slot(kind).linker
     }
 
     /// The limits this runtime was built with.
@@ -95,39 +161,54 @@ impl Runtime {
     }
 }
 
-fn engine_config(limits: &Limits) -> Config {
-    let instances = limits.max_instances();
+/// Instances `kind`'s pool reserves. Raw sessions live only on the concurrent engine; awake
+/// managed WebSockets and plain requests may be on either (a `raw-plugin` may accept managed
+/// WebSockets too), so each pool has room for all of them. The host's admission limits bound
+/// the live instances of both together.
+fn pool_instances(kind: EngineKind, limits: &Limits) -> u32 {
+    match kind {
+        EngineKind::Concurrent => limits.max_instances(),
+        EngineKind::Plain => limits
+            .max_awake_websockets
+            .saturating_add(REQUEST_INSTANCE_HEADROOM),
+    }
+}
+
+fn engine_config(kind: EngineKind, limits: &Limits) -> Config {
+    let instances = pool_instances(kind, limits);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
         .total_memories(instances)
         .total_tables(instances.saturating_mul(TABLES_PER_COMPONENT))
         // Every live instance may be suspended on its own fiber stack (an upgraded session
-        // waiting for bytes), so there must be a stack per instance.
+        // waiting for bytes, an event yielding at a tick), so there must be a stack per
+        // instance.
         .total_stacks(instances)
         .max_memory_size(limits.plugin.max_memory_bytes)
         .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT_BYTES)
         .table_keep_resident(KEEP_RESIDENT_BYTES)
         .async_stack_keep_resident(KEEP_RESIDENT_BYTES);
 
+    let concurrent = kind == EngineKind::Concurrent;
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        .wasm_component_model_async(true)
-        .concurrency_support(true)
+        .wasm_component_model_async(concurrent)
+        .concurrency_support(concurrent)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Advances every engine's epoch every [`EPOCH_TICK`] until dropped: one thread for both.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine) -> Result<Self> {
+    fn start(engines: Vec<Engine>) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::Builder::new()
@@ -135,7 +216,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !stopped.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .context("starting the epoch ticker thread")?;

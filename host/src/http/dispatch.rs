@@ -180,6 +180,9 @@ impl Dispatcher {
             Outgoing::Websocket(accept) => {
                 self.accept_websocket(plugin, instance, parts, accept, on_upgrade)
             }
+            Outgoing::ProtocolUpgrade(_) if !plugin.takes_raw_upgrades() => {
+                self.bad_upgrade(UpgradeRefused::NotARawPlugin)
+            }
             Outgoing::ProtocolUpgrade(upgrade) => {
                 let permit = match (permit, &offer) {
                     (Some(permit), _) => Some(permit),
@@ -362,6 +365,8 @@ impl Dispatcher {
     fn bad_upgrade(&self, refused: UpgradeRefused) -> Response<Body> {
         if let UpgradeRefused::Invalid(invalid) = &refused {
             tracing::error!("plugin returned an invalid upgrade: {invalid}");
+        } else if refused == UpgradeRefused::NotARawPlugin {
+            tracing::error!("plugin returned an invalid upgrade: {refused}");
         } else {
             limited_warn!(self.warnings.refused_upgrades, "upgrade refused: {refused}");
         }

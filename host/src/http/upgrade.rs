@@ -72,6 +72,11 @@ pub(crate) enum UpgradeRefused {
     /// A header is not valid HTTP.
     #[error("invalid upgrade answer: {0}")]
     Invalid(#[from] InvalidAnswer),
+    /// The plugin is not a `raw-plugin`: it has no `raw-upgrade` export to run the session.
+    #[error(
+        "the plugin answered with a protocol upgrade but does not export raw-upgrade (build it for the raw-plugin world: the SDK's `raw-upgrade` feature)"
+    )]
+    NotARawPlugin,
 }
 
 /// Builds the `101` response for `upgrade`, or says why it cannot be sent.

@@ -160,6 +160,8 @@ impl Loader {
         let name = plugin.name().to_owned();
         let (version, route) = (plugin.version().to_owned(), plugin.route().to_owned());
         let origin = plugin.origin();
+        // Which engine: `concurrent` for a `raw-plugin`, `plain` for any other (DESIGN §7).
+        let engine = plugin.engine();
         match self.registry.insert(plugin) {
             Ok(Some(previous)) => {
                 tracing::info!(
@@ -167,12 +169,14 @@ impl Loader {
                     version = %version,
                     previous_version = %previous.version(),
                     route = %route,
+                    engine = %engine,
+                    previous_engine = %previous.engine(),
                     "plugin reloaded; sessions on the previous version run on until they end"
                 );
                 (previous.route() != route).then(|| previous.route().to_owned())
             }
             Ok(None) => {
-                tracing::info!(plugin = %name, version = %version, route = %route, artifact = %origin, "serving plugin");
+                tracing::info!(plugin = %name, version = %version, route = %route, artifact = %origin, engine = %engine, "serving plugin");
                 None
             }
             Err(conflict) => {

@@ -9,13 +9,14 @@ use std::sync::Arc;
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 use wasmtime::Store;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 
 use crate::config::{GUEST_LOG_BURST, GUEST_LOG_LINES_PER_SEC, PluginLimits};
-use crate::engine::bindings::{self, PluginPre};
+use crate::engine::bindings::{self, PluginIndices, RawUpgrade, RawUpgradeIndices};
 use crate::engine::cache::{ContentHash, Origin};
-use crate::engine::runtime::Runtime;
+use crate::engine::runtime::{EngineKind, Runtime};
 use crate::engine::state::InstanceState;
+use crate::engine::world;
 use crate::http::gauge::{Gauge, GaugeGuard};
 use crate::plugins::sidecar::{PluginSettings, check_segment};
 use crate::ratelimit::LogRateLimit;
@@ -119,7 +120,13 @@ pub struct LoadedPlugin {
     /// Settings from the sidecar, kept to notice when only they change.
     settings: PluginSettings,
     /// Linked and type-checked once; instantiating from it is the per-request cost.
-    pre: PluginPre<InstanceState>,
+    pre: InstancePre<InstanceState>,
+    /// Where its `handler` and `events` exports are.
+    exports: PluginIndices,
+    /// The engine it was compiled for and runs on.
+    engine: EngineKind,
+    /// Where its `raw-upgrade` export is: a `raw-plugin` only.
+    raw_upgrade: Option<RawUpgradeIndices>,
     /// Limits for its instances and sessions: the host's defaults with the sidecar's
     /// overrides.
     limits: PluginLimits,
@@ -164,9 +171,11 @@ impl LoadedPlugin {
             })?;
         let hash: ContentHash = Sha256::digest(&bytes).into();
         let version = version_id(&hash);
-        let compiled = match runtime.artifact_cache() {
-            Some(cache) => cache.component(runtime.engine(), &bytes, &hash),
-            None => Component::new(runtime.engine(), &bytes).map(|c| (c, Origin::Compiled)),
+        // Decided from the exports before compiling: each engine compiles only its own kind.
+        let engine = world::engine_for(&bytes);
+        let compiled = match runtime.artifact_cache(engine) {
+            Some(cache) => cache.component(runtime.engine(engine), &bytes, &hash),
+            None => Component::new(runtime.engine(engine), &bytes).map(|c| (c, Origin::Compiled)),
         };
         let (component, origin) = compiled.map_err(|source| LoadError::Compile {
             path: wasm_path.to_owned(),
@@ -177,10 +186,16 @@ impl LoadedPlugin {
             source: source.into(),
         };
         let instance_pre = runtime
-            .linker()
+            .linker(engine)
             .instantiate_pre(&component)
             .map_err(contract_error)?;
-        let pre = PluginPre::new(instance_pre).map_err(contract_error)?;
+        let raw_upgrade = match engine {
+            EngineKind::Concurrent => {
+                Some(RawUpgradeIndices::new(&instance_pre).map_err(contract_error)?)
+            }
+            EngineKind::Plain => None,
+        };
+        let exports = PluginIndices::new(&instance_pre).map_err(contract_error)?;
         Ok(Self {
             route: settings.route.clone().unwrap_or_else(|| format!("/{name}")),
             name: name.into(),
@@ -188,7 +203,10 @@ impl LoadedPlugin {
             origin,
             source: wasm_path.to_owned(),
             settings,
-            pre,
+            pre: instance_pre,
+            exports,
+            engine,
+            raw_upgrade,
             limits,
             log_limit: Arc::new(LogRateLimit::new(GUEST_LOG_LINES_PER_SEC, GUEST_LOG_BURST)),
         })
@@ -222,6 +240,16 @@ impl LoadedPlugin {
         };
         version_id(&Sha256::digest(&bytes).into()) == self.version
             && read_settings(wasm_path).is_ok_and(|settings| settings == self.settings)
+    }
+
+    /// The engine it runs on: [`EngineKind::Concurrent`] for a `raw-plugin`.
+    pub fn engine(&self) -> EngineKind {
+        self.engine
+    }
+
+    /// Whether it may answer with a raw protocol upgrade (it exports `raw-upgrade`).
+    pub fn takes_raw_upgrades(&self) -> bool {
+        self.raw_upgrade.is_some()
     }
 
     /// Whether it was compiled for this load or taken from the compiled-artifact cache.
@@ -289,10 +317,16 @@ impl LoadedPlugin {
         // a tokio worker, and sessions are measured against their CPU budgets.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut store| Ok(store.data_mut().cpu.on_epoch()));
-        let bindings = self.pre.instantiate_async(&mut store).await?;
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let bindings = self.exports.load(&mut store, &instance)?;
+        let raw_upgrade = match &self.raw_upgrade {
+            Some(indices) => Some(indices.load(&mut store, &instance)?),
+            None => None,
+        };
         Ok(PluginInstance {
             store,
             bindings,
+            raw_upgrade,
             _counted: counted,
         })
     }
@@ -302,6 +336,8 @@ impl LoadedPlugin {
 pub struct PluginInstance {
     pub(crate) store: Store<InstanceState>,
     pub(crate) bindings: bindings::Plugin,
+    /// The `raw-upgrade` export, for a `raw-plugin`.
+    pub(crate) raw_upgrade: Option<RawUpgrade>,
     /// Keeps the instance counted as live until it is dropped.
     _counted: GaugeGuard,
 }

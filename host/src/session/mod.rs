@@ -167,7 +167,12 @@ async fn drive(
     cpu: &Arc<SessionCpu>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
-    let exports = instance.bindings.switchyard_plugin_handler().clone();
+    // Dispatch hands only a `raw-plugin`'s upgrades to a session; any other answered `500`.
+    let Some(exports) = instance.raw_upgrade.clone() else {
+        return SessionEnd::Trap(anyhow::anyhow!(
+            "the plugin does not export raw-upgrade, so it cannot run an upgraded session"
+        ));
+    };
     instance.store.data_mut().cpu.start_session(cpu.clone());
     let end_input = Arc::new(EndInput::default());
     let session = instance

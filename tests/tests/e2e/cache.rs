@@ -10,6 +10,7 @@ use switchyard_host::bindings::{Outgoing, Request};
 use switchyard_host::cache::Origin;
 use switchyard_host::gauge::Gauge;
 use switchyard_host::plugin::LoadedPlugin;
+use switchyard_host::runtime::EngineKind;
 use switchyard_host::{Limits, Runtime};
 use switchyard_tests::{bounded, built_plugin, logs};
 
@@ -78,6 +79,57 @@ async fn compiled_plugins_are_cached_across_restarts_and_damage_is_recompiled() 
         std::fs::write(&entries[0], b"not native code").unwrap();
         assert_eq!(load_and_call(&restarted).await, Origin::Compiled);
         assert_eq!(load_and_call(&restarted).await, Origin::Cached);
+    })
+    .await;
+}
+
+/// Each engine keeps entries of its own, named after it: a plugin compiled by one engine is
+/// never taken from the cache for the other, even for the very same bytes.
+#[tokio::test]
+async fn each_engine_has_its_own_entries() {
+    bounded(async {
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = runtime_with_cache(cache.path());
+        let hello = LoadedPlugin::load(&runtime, &built_plugin("hello")).expect("loading hello");
+        let kv = LoadedPlugin::load(&runtime, &built_plugin("kv")).expect("loading kv");
+        assert_eq!(
+            (hello.engine(), kv.engine()),
+            (EngineKind::Plain, EngineKind::Concurrent)
+        );
+        let names: Vec<String> = entries(cache.path())
+            .iter()
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(
+            names.iter().filter(|name| name.contains("-plain-")).count(),
+            1,
+            "{names:?}"
+        );
+        assert_eq!(
+            names
+                .iter()
+                .filter(|name| name.contains("-concurrent-"))
+                .count(),
+            1,
+            "{names:?}"
+        );
+
+        // hello's bytes, which the plain engine has cached, asked of the concurrent engine's
+        // cache (they compile there too): compiled anew, then cached under its own name.
+        let bytes = std::fs::read(built_plugin("hello")).unwrap();
+        let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+        let concurrent = runtime
+            .artifact_cache(EngineKind::Concurrent)
+            .expect("the concurrent engine's cache");
+        let engine = runtime.engine(EngineKind::Concurrent);
+        let (_, origin) = concurrent.component(engine, &bytes, &hash).unwrap();
+        assert_eq!(origin, Origin::Compiled);
+        assert_eq!(entries(cache.path()).len(), 3);
+        let (_, origin) = concurrent.component(engine, &bytes, &hash).unwrap();
+        assert_eq!(origin, Origin::Cached);
+        // And the plain engine still finds its own.
+        assert_eq!(load_and_call(&runtime).await, Origin::Cached);
     })
     .await;
 }

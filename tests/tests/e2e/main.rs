@@ -4,6 +4,7 @@
 mod cache;
 mod chat;
 mod conformance;
+mod engines;
 mod faults;
 mod http;
 mod limits;

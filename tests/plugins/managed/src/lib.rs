@@ -3,8 +3,10 @@
 //!
 //! Opening (`GET /managed?...`, a WebSocket handshake), with query options: `topic=<t>` (join
 //! before the first event, repeatable), `attach=<text>` (first attachment), `attach-bytes=<n>`,
-//! `header=<name>` (add that response field). Subprotocols `v1` and `v2` are chosen if offered.
-//! `on-open` sends `open:<id>`. Commands, one per text message (binary messages are echoed):
+//! `header=<name>` (add that response field), `raw-upgrade=1` (answer with a raw upgrade
+//! instead, which a plugin without the `raw-upgrade` export may not). Subprotocols `v1` and `v2`
+//! are chosen if offered. `on-open` sends `open:<id>`. Commands, one per text message (binary
+//! messages are echoed):
 //!
 //! | command | does | answers |
 //! |---|---|---|
@@ -45,6 +47,10 @@ impl Plugin for Managed {
         let path = request.path().to_owned();
         if request.method() == "POST" {
             return post(&path, request.body()).into();
+        }
+        // A raw upgrade, which this plugin (of the `plugin` world) cannot run: the host refuses.
+        if query(&request).any(|(key, _)| key == "raw-upgrade") {
+            return switchyard_sdk::websocket::accept(&request).into();
         }
         let mut accept = match managed::accept_with_protocols(&request, &["v1", "v2"]) {
             Ok(accept) => accept,
