@@ -73,9 +73,9 @@ impl TopicBackend for LocalTopics {
             .into_iter()
             .flat_map(HashMap::values)
         {
-            // Clones share the header's and the payload's buffers: the message is framed and
-            // stored once.
-            match outbox.push(frame.clone()) {
+            // Written at once where the socket takes it; a clone queued otherwise shares the
+            // header's and the payload's buffers: the message is framed and stored once.
+            match outbox.push_shared(&frame) {
                 Pushed::Queued => delivery.queued += 1,
                 Pushed::Dropped => delivery.dropped += 1,
                 Pushed::Closed => delivery.closed += 1,
