@@ -10,31 +10,77 @@ use super::{ConnectionId, Delivery, Outbox, Pushed, TopicBackend, WireFrame};
 pub struct LocalTopics {
     /// (plugin, topic) → subscribers. A read lock per publish: publishing is far more frequent
     /// than subscribing, and many publishes may run at once.
-    topics: RwLock<HashMap<TopicKey, HashMap<ConnectionId, Arc<Outbox>>>>,
+    topics: RwLock<HashMap<TopicKey, Subscribers>>,
 }
 
 /// A topic, scoped to its plugin.
 type TopicKey = (Arc<str>, Arc<str>);
 
+/// One topic's subscribers, in a list a publish walks from front to back (mostly in the order
+/// they joined: leaving moves the last one into the gap), with an index to find a connection.
+/// A walk over a list touches memory in order, where a walk over a map's buckets jumps.
+#[derive(Debug, Default)]
+struct Subscribers {
+    list: Vec<Arc<Outbox>>,
+    /// Connection → its place in `list`; `ids` holds the reverse.
+    index: HashMap<ConnectionId, usize>,
+    ids: Vec<ConnectionId>,
+}
+
+impl Subscribers {
+    fn insert(&mut self, connection: ConnectionId, outbox: Arc<Outbox>) {
+        if let Some(slot) = self
+            .index
+            .get(&connection)
+            .and_then(|&at| self.list.get_mut(at))
+        {
+            *slot = outbox;
+            return;
+        }
+        self.index.insert(connection, self.list.len());
+        self.list.push(outbox);
+        self.ids.push(connection);
+    }
+
+    fn remove(&mut self, connection: ConnectionId) {
+        let Some(at) = self.index.remove(&connection) else {
+            return;
+        };
+        if at >= self.list.len() {
+            return;
+        }
+        self.list.swap_remove(at);
+        self.ids.swap_remove(at);
+        if let Some(&moved) = self.ids.get(at) {
+            self.index.insert(moved, at);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
 impl LocalTopics {
     /// Subscribers of `topic` of plugin `scope` right now.
     pub fn subscribers(&self, scope: &str, topic: &str) -> usize {
-        self.read().get(&key(scope, topic)).map_or(0, HashMap::len)
+        self.read()
+            .get(&key(scope, topic))
+            .map_or(0, Subscribers::len)
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<TopicKey, HashMap<ConnectionId, Arc<Outbox>>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicKey, Subscribers>> {
         // Every update is a single insert or remove, so a poisoned map is still consistent.
         self.topics
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicKey, HashMap<ConnectionId, Arc<Outbox>>>>
-    {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicKey, Subscribers>> {
         self.topics
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -57,7 +103,7 @@ impl TopicBackend for LocalTopics {
         let mut topics = self.write();
         let key = key(scope, topic);
         if let Some(subscribers) = topics.get_mut(&key) {
-            subscribers.remove(&connection);
+            subscribers.remove(connection);
             // A topic nobody listens to any more takes no memory.
             if subscribers.is_empty() {
                 topics.remove(&key);
@@ -68,11 +114,10 @@ impl TopicBackend for LocalTopics {
     fn publish(&self, scope: &str, topic: &str, frame: WireFrame) -> Delivery {
         let topics = self.read();
         let mut delivery = Delivery::default();
-        for outbox in topics
+        let subscribers = topics
             .get(&key(scope, topic))
-            .into_iter()
-            .flat_map(HashMap::values)
-        {
+            .map_or(&[][..], |subscribers| &subscribers.list);
+        for outbox in subscribers {
             // Written at once where the socket takes it; a clone queued otherwise shares the
             // header's and the payload's buffers: the message is framed and stored once.
             match outbox.push_shared(&frame) {
@@ -136,6 +181,38 @@ mod tests {
                 .queued,
             1
         );
+    }
+
+    /// Leaving keeps the list and its index in step (the last member moves into the gap), and
+    /// subscribing again replaces a connection's outbox instead of adding it twice.
+    #[tokio::test]
+    async fn members_leave_and_rejoin_without_losing_or_doubling_anyone() {
+        let topics = LocalTopics::default();
+        let outboxes: Vec<_> = (0..5).map(|_| outbox(1024)).collect();
+        for (id, outbox) in outboxes.iter().enumerate() {
+            topics.subscribe("chat", "room", id as u64, outbox.clone());
+        }
+        topics.unsubscribe("chat", "room", 1);
+        topics.unsubscribe("chat", "room", 4);
+        let again = outbox(1024);
+        topics.subscribe("chat", "room", 3, again.clone());
+        topics.unsubscribe("chat", "room", 0);
+        assert_eq!(topics.subscribers("chat", "room"), 2);
+        assert_eq!(
+            topics
+                .publish("chat", "room", Bytes::from_static(b"x").into())
+                .queued,
+            2
+        );
+        for gone in [0, 1, 3, 4] {
+            outboxes[gone].close();
+            assert_eq!(outboxes[gone].next_batch().await, Batch::Closed, "{gone}");
+        }
+        assert_eq!(
+            frames(&outboxes[2]).await,
+            [Bytes::from_static(b"x").into()]
+        );
+        assert_eq!(frames(&again).await, [Bytes::from_static(b"x").into()]);
     }
 
     #[test]
