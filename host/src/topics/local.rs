@@ -1,16 +1,53 @@
 //! The in-process topic registry: subscribers of every topic of every plugin, in one map.
+//!
+//! A publish queues the frame in every subscriber's outbox (cheap: no write, no wake-up), then
+//! asks the registry's flusher task to write what the topic's subscribers hold queued, each
+//! socket as far as it takes it without waiting. So one publish costs one task wake-up, not
+//! one per subscriber, and the writes to every subscriber's socket run outside the publishing
+//! call: they are not the publisher's CPU time (a plugin's CPU limits would otherwise cut off
+//! a publisher to a large room on a busy machine). Where a socket does not take everything,
+//! that connection's own writer takes over. Outside an async runtime (unit tests) the publish
+//! writes at once.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use super::{ConnectionId, Delivery, Outbox, Pushed, TopicBackend, WireFrame};
+
+/// Subscribers' outboxes the flusher writes before it lets other tasks run: a publish to a
+/// large room does not hold a worker thread for the whole room at once.
+const FLUSH_SLICE: usize = 1024;
 
 /// Subscriptions held in this process; publishing reaches this process's connections only.
 #[derive(Debug, Default)]
 pub struct LocalTopics {
+    registry: Arc<Registry>,
+    /// Started by the first publish made inside an async runtime.
+    flusher: OnceLock<Flusher>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
     /// (plugin, topic) → subscribers. A read lock per publish: publishing is far more frequent
     /// than subscribing, and many publishes may run at once.
     topics: RwLock<HashMap<TopicKey, Subscribers>>,
+    /// Topics published to since the flusher last looked.
+    dirty: Mutex<HashSet<TopicKey>>,
+    /// Wakes the flusher.
+    wake: Notify,
+}
+
+/// The flusher task; it ends with the registry.
+#[derive(Debug)]
+struct Flusher(JoinHandle<()>);
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A topic, scoped to its plugin.
@@ -68,11 +105,31 @@ impl Subscribers {
 impl LocalTopics {
     /// Subscribers of `topic` of plugin `scope` right now.
     pub fn subscribers(&self, scope: &str, topic: &str) -> usize {
-        self.read()
+        self.registry
+            .read()
             .get(&key(scope, topic))
             .map_or(0, Subscribers::len)
     }
 
+    /// Has what was just queued for the subscribers of `topic` written: by the flusher task,
+    /// or at once outside an async runtime.
+    fn flush_later(&self, topic: TopicKey) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.registry.flush(&topic, &mut Vec::new());
+            return;
+        };
+        self.flusher
+            .get_or_init(|| Flusher(runtime.spawn(flush_dirty(self.registry.clone()))));
+        self.registry
+            .dirty
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(topic);
+        self.registry.wake.notify_one();
+    }
+}
+
+impl Registry {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicKey, Subscribers>> {
         // Every update is a single insert or remove, so a poisoned map is still consistent.
         self.topics
@@ -85,6 +142,47 @@ impl LocalTopics {
             .write()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+
+    /// The subscribers of `topic` into `outboxes` (emptied first): taken under the lock, so
+    /// that the writes happen without it.
+    fn subscribers_of(&self, topic: &TopicKey, outboxes: &mut Vec<Arc<Outbox>>) {
+        outboxes.clear();
+        if let Some(subscribers) = self.read().get(topic) {
+            outboxes.extend(subscribers.list.iter().cloned());
+        }
+    }
+
+    /// Writes what the subscribers of `topic` hold queued, in one go.
+    fn flush(&self, topic: &TopicKey, outboxes: &mut Vec<Arc<Outbox>>) {
+        self.subscribers_of(topic, outboxes);
+        for outbox in outboxes.drain(..) {
+            outbox.flush();
+        }
+    }
+}
+
+/// The flusher: whenever topics were published to, writes what their subscribers hold queued,
+/// a slice of subscribers at a time.
+async fn flush_dirty(registry: Arc<Registry>) {
+    let mut outboxes = Vec::new();
+    loop {
+        registry.wake.notified().await;
+        let topics: Vec<TopicKey> = registry
+            .dirty
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .drain()
+            .collect();
+        for topic in topics {
+            registry.subscribers_of(&topic, &mut outboxes);
+            for (i, outbox) in outboxes.drain(..).enumerate() {
+                if i > 0 && i % FLUSH_SLICE == 0 {
+                    tokio::task::yield_now().await;
+                }
+                outbox.flush();
+            }
+        }
+    }
 }
 
 fn key(scope: &str, topic: &str) -> TopicKey {
@@ -93,14 +191,15 @@ fn key(scope: &str, topic: &str) -> TopicKey {
 
 impl TopicBackend for LocalTopics {
     fn subscribe(&self, scope: &str, topic: &str, connection: ConnectionId, outbox: Arc<Outbox>) {
-        self.write()
+        self.registry
+            .write()
             .entry(key(scope, topic))
             .or_default()
             .insert(connection, outbox);
     }
 
     fn unsubscribe(&self, scope: &str, topic: &str, connection: ConnectionId) {
-        let mut topics = self.write();
+        let mut topics = self.registry.write();
         let key = key(scope, topic);
         if let Some(subscribers) = topics.get_mut(&key) {
             subscribers.remove(connection);
@@ -112,19 +211,25 @@ impl TopicBackend for LocalTopics {
     }
 
     fn publish(&self, scope: &str, topic: &str, frame: WireFrame) -> Delivery {
-        let topics = self.read();
+        let key = key(scope, topic);
         let mut delivery = Delivery::default();
-        let subscribers = topics
-            .get(&key(scope, topic))
-            .map_or(&[][..], |subscribers| &subscribers.list);
-        for outbox in subscribers {
-            // Written at once where the socket takes it; a clone queued otherwise shares the
-            // header's and the payload's buffers: the message is framed and stored once.
-            match outbox.push_shared(&frame) {
-                Pushed::Queued => delivery.queued += 1,
-                Pushed::Dropped => delivery.dropped += 1,
-                Pushed::Closed => delivery.closed += 1,
+        {
+            let topics = self.registry.read();
+            let subscribers = topics
+                .get(&key)
+                .map_or(&[][..], |subscribers| &subscribers.list);
+            for outbox in subscribers {
+                // Clones share the header's and the payload's buffers: the message is framed
+                // and stored once.
+                match outbox.push_shared(&frame) {
+                    Pushed::Queued => delivery.queued += 1,
+                    Pushed::Dropped => delivery.dropped += 1,
+                    Pushed::Closed => delivery.closed += 1,
+                }
             }
+        }
+        if delivery.queued > 0 {
+            self.flush_later(key);
         }
         delivery
     }
@@ -225,7 +330,7 @@ mod tests {
         topics.unsubscribe("chat", "room", 2);
         topics.unsubscribe("chat", "room", 2);
         assert_eq!(topics.subscribers("chat", "room"), 0);
-        assert!(topics.read().is_empty());
+        assert!(topics.registry.read().is_empty());
     }
 
     #[tokio::test]

@@ -175,29 +175,6 @@ struct State {
     queued: u64,
 }
 
-/// A frame to push: the caller's own, or one shared by many outboxes (cloned only if it must
-/// be queued, so a frame written at once costs no reference count).
-enum Pushing<'a> {
-    Owned(WireFrame),
-    Shared(&'a WireFrame),
-}
-
-impl Pushing<'_> {
-    fn frame(&self) -> &WireFrame {
-        match self {
-            Pushing::Owned(frame) => frame,
-            Pushing::Shared(frame) => frame,
-        }
-    }
-
-    fn into_owned(self) -> WireFrame {
-        match self {
-            Pushing::Owned(frame) => frame,
-            Pushing::Shared(frame) => frame.clone(),
-        }
-    }
-}
-
 impl Outbox {
     /// An empty outbox holding at most `max_bytes` of frames.
     pub fn new(max_bytes: usize, policy: Overflow) -> Self {
@@ -224,13 +201,47 @@ impl Outbox {
     /// Queues a data `frame` without waiting; when it does not fit, the outbox's [`Overflow`]
     /// policy decides. For publishes: a publisher is never held up by a subscriber.
     pub fn push(&self, frame: impl Into<WireFrame>) -> Pushed {
-        self.push_within(Pushing::Owned(frame.into()), self.max_bytes, true)
+        self.push_within(frame.into(), self.max_bytes, true)
     }
 
-    /// [`Outbox::push`] of a frame shared with other outboxes (a publish): it is cloned only
-    /// when it has to be queued.
+    /// [`Outbox::push`] of a frame shared with other outboxes (a publish), queued but not
+    /// written: with a socket attached, whoever publishes then calls [`Outbox::flush`] (outside
+    /// the publishing call, so that the writes to every subscriber are not the publisher's CPU
+    /// time), and the connection's writer is not woken for it.
     pub fn push_shared(&self, frame: &WireFrame) -> Pushed {
-        self.push_within(Pushing::Shared(frame), self.max_bytes, true)
+        let mut state = self.lock();
+        if state.closed || state.overflowed {
+            return Pushed::Closed;
+        }
+        if !fits(&state, frame.len(), self.max_bytes) {
+            return self.overflow(state);
+        }
+        state.queued += 1;
+        let was_empty = state.frames.is_empty();
+        let flusher_writes = state.socket.is_some();
+        state.bytes = state.bytes.saturating_add(frame.len());
+        state.frames.push_back(frame.clone());
+        drop(state);
+        if was_empty && !flusher_writes {
+            self.ready.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Writes what is queued as far as the socket takes it without waiting, and wakes the
+    /// connection's writer for what it does not take (or when writing failed: the writer
+    /// meets the same error and ends the connection). For whoever queued frames with
+    /// [`Outbox::push_shared`]; without a socket it does nothing (the writer was woken).
+    pub fn flush(&self) {
+        let mut state = self.lock();
+        if state.frames.is_empty() || state.socket.is_none() {
+            return;
+        }
+        let flushed = write_locked(&mut state);
+        drop(state);
+        if !matches!(flushed, Flushed::Idle | Flushed::Closed) {
+            self.ready.notify_one();
+        }
     }
 
     /// Queues a data `frame` if it fits; otherwise refuses it and changes nothing, so the
@@ -245,7 +256,7 @@ impl Outbox {
             return Err(Refused::Full);
         }
         state.queued += 1;
-        self.take(state, Pushing::Owned(frame));
+        self.take(state, frame);
         Ok(())
     }
 
@@ -254,7 +265,7 @@ impl Outbox {
     /// [`Outbox::push`].
     pub fn push_control(&self, frame: impl Into<WireFrame>) -> Pushed {
         let limit = self.max_bytes.saturating_add(CONTROL_ROOM);
-        self.push_within(Pushing::Owned(frame.into()), limit, false)
+        self.push_within(frame.into(), limit, false)
     }
 
     /// Queues `frame` as the last one (a close frame): nothing is taken after it, and the
@@ -262,30 +273,18 @@ impl Outbox {
     /// [`CONTROL_ROOM`] beyond the limit.
     pub fn push_final(&self, frame: impl Into<WireFrame>) -> Pushed {
         let limit = self.max_bytes.saturating_add(CONTROL_ROOM);
-        let pushed = self.push_within(Pushing::Owned(frame.into()), limit, false);
+        let pushed = self.push_within(frame.into(), limit, false);
         self.close();
         pushed
     }
 
-    fn push_within(&self, frame: Pushing<'_>, limit: usize, data: bool) -> Pushed {
+    fn push_within(&self, frame: WireFrame, limit: usize, data: bool) -> Pushed {
         let mut state = self.lock();
         if state.closed || state.overflowed {
             return Pushed::Closed;
         }
-        if !fits(&state, frame.frame().len(), limit) {
-            state.dropped += 1;
-            return match self.policy {
-                Overflow::DropMessage => Pushed::Dropped,
-                Overflow::Close => {
-                    state.overflowed = true;
-                    state.torn = state.front_started;
-                    state.frames.clear();
-                    state.bytes = 0;
-                    drop(state);
-                    self.ready.notify_one();
-                    Pushed::Closed
-                }
-            };
+        if !fits(&state, frame.len(), limit) {
+            return self.overflow(state);
         }
         if data {
             state.queued += 1;
@@ -294,21 +293,37 @@ impl Outbox {
         Pushed::Queued
     }
 
+    /// A frame did not fit: the policy decides.
+    fn overflow(&self, mut state: MutexGuard<'_, State>) -> Pushed {
+        state.dropped += 1;
+        match self.policy {
+            Overflow::DropMessage => Pushed::Dropped,
+            Overflow::Close => {
+                state.overflowed = true;
+                state.torn = state.front_started;
+                state.frames.clear();
+                state.bytes = 0;
+                drop(state);
+                self.ready.notify_one();
+                Pushed::Closed
+            }
+        }
+    }
+
     /// Writes `frame` at once if nothing is queued and the socket takes it whole; queues what
     /// is left of it otherwise and wakes the writer if it was idle.
-    fn take(&self, mut state: MutexGuard<'_, State>, frame: Pushing<'_>) {
+    fn take(&self, mut state: MutexGuard<'_, State>, mut frame: WireFrame) {
         let mut written = 0;
         if state.frames.is_empty()
             && let Some(socket) = &state.socket
         {
             // A failed write leaves the frame queued: the writer meets the same error and ends
             // the connection.
-            written = try_write(socket, frame.frame().parts()).unwrap_or(0);
-            if written >= frame.frame().len() {
+            written = try_write(socket, frame.parts()).unwrap_or(0);
+            if written >= frame.len() {
                 return;
             }
         }
-        let mut frame = frame.into_owned();
         frame.advance(written);
         if written > 0 {
             state.front_started = true;
@@ -328,42 +343,7 @@ impl Outbox {
     /// it without waiting. Under the outbox's lock, so nothing pushed meanwhile can overtake
     /// it.
     pub fn write_queued(&self) -> Flushed {
-        let mut state = self.lock();
-        let state = &mut *state;
-        loop {
-            if state.overflowed {
-                return Flushed::Overflowed { clean: !state.torn };
-            }
-            if state.frames.is_empty() {
-                return if state.closed {
-                    Flushed::Closed
-                } else {
-                    Flushed::Idle
-                };
-            }
-            let Some(socket) = &state.socket else {
-                return Flushed::Failed(std::io::ErrorKind::NotConnected.into());
-            };
-            let mut written = match try_write_all_parts(socket, &state.frames) {
-                Ok(written) => written,
-                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                    return Flushed::Blocked;
-                }
-                Err(err) => return Flushed::Failed(err),
-            };
-            state.bytes = state.bytes.saturating_sub(written);
-            while let Some(frame) = state.frames.front_mut() {
-                if written >= frame.len() {
-                    written -= frame.len();
-                    state.frames.pop_front();
-                    state.front_started = false;
-                } else {
-                    frame.advance(written);
-                    state.front_started = state.front_started || written > 0;
-                    break;
-                }
-            }
-        }
+        write_locked(&mut self.lock())
     }
 
     /// Waits until the writer of an attached outbox has something to do: frames queued, the
@@ -457,6 +437,44 @@ impl Outbox {
         self.state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// Writes what `state` holds queued as far as its socket takes it without waiting.
+fn write_locked(state: &mut State) -> Flushed {
+    loop {
+        if state.overflowed {
+            return Flushed::Overflowed { clean: !state.torn };
+        }
+        if state.frames.is_empty() {
+            return if state.closed {
+                Flushed::Closed
+            } else {
+                Flushed::Idle
+            };
+        }
+        let Some(socket) = &state.socket else {
+            return Flushed::Failed(std::io::ErrorKind::NotConnected.into());
+        };
+        let mut written = match try_write_all_parts(socket, &state.frames) {
+            Ok(written) => written,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                return Flushed::Blocked;
+            }
+            Err(err) => return Flushed::Failed(err),
+        };
+        state.bytes = state.bytes.saturating_sub(written);
+        while let Some(frame) = state.frames.front_mut() {
+            if written >= frame.len() {
+                written -= frame.len();
+                state.frames.pop_front();
+                state.front_started = false;
+            } else {
+                frame.advance(written);
+                state.front_started = state.front_started || written > 0;
+                break;
+            }
+        }
     }
 }
 
@@ -558,8 +576,9 @@ mod tests {
         bytes
     }
 
-    /// A frame pushed into an empty attached outbox is written by the push itself: it reaches
-    /// the peer with no writer running, and nothing stays queued.
+    /// A frame pushed into an empty attached outbox is written by the push itself, and a
+    /// publish's frame by the flush after it: either reaches the peer with no writer running,
+    /// and nothing stays queued.
     #[tokio::test]
     async fn a_push_into_an_empty_attached_outbox_is_written_at_once() {
         let (socket, mut peer) = socket_pair().await;
@@ -570,11 +589,17 @@ mod tests {
         assert_eq!(outbox.push_shared(&frame(" then")), Pushed::Queued);
         assert!(matches!(outbox.write_queued(), Flushed::Idle));
         assert_eq!(read_exactly(&mut peer, 17).await, b"queued first then");
-        let shared = WireFrame::new(Bytes::from_static(b"head "), Bytes::from_static(b"body"));
-        assert_eq!(outbox.push_shared(&shared), Pushed::Queued);
+        let own = WireFrame::new(Bytes::from_static(b"head "), Bytes::from_static(b"body"));
+        assert_eq!(outbox.push(own), Pushed::Queued);
         assert!(outbox.lock().frames.is_empty(), "written, not queued");
         assert_eq!(read_exactly(&mut peer, 9).await, b"head body");
-        assert_eq!(outbox.queued(), 3);
+        // A publish's frame is queued, and written by the flush that follows it.
+        assert_eq!(outbox.push_shared(&frame(", shared")), Pushed::Queued);
+        assert_eq!(outbox.lock().frames.len(), 1);
+        outbox.flush();
+        assert!(outbox.lock().frames.is_empty(), "flushed");
+        assert_eq!(read_exactly(&mut peer, 8).await, b", shared");
+        assert_eq!(outbox.queued(), 4);
         outbox.close();
         assert!(matches!(outbox.write_queued(), Flushed::Closed));
     }
@@ -599,10 +624,15 @@ mod tests {
                 for i in 0..FRAMES {
                     let mut payload = vec![b'.'; SIZE];
                     payload[..8].copy_from_slice(format!("{i:08}").as_bytes());
-                    assert_eq!(
-                        outbox.push_shared(&Bytes::from(payload).into()),
-                        Pushed::Queued
-                    );
+                    // Publishes (queued, then flushed) and the connection's own sends
+                    // (written at once when nothing is queued), mixed.
+                    let payload = WireFrame::from(Bytes::from(payload));
+                    if i % 3 == 0 {
+                        assert_eq!(outbox.push(payload), Pushed::Queued);
+                    } else {
+                        assert_eq!(outbox.push_shared(&payload), Pushed::Queued);
+                        outbox.flush();
+                    }
                     queued_at_some_point |= !outbox.lock().frames.is_empty();
                     if i % 256 == 0 {
                         tokio::task::yield_now().await;
