@@ -239,7 +239,7 @@ impl TopicBackend for LocalTopics {
 mod tests {
     use bytes::Bytes;
 
-    use super::super::{Batch, Overflow};
+    use super::super::{Batch, Flushed, Overflow};
     use super::*;
 
     fn outbox(max_bytes: usize) -> Arc<Outbox> {
@@ -331,6 +331,80 @@ mod tests {
         topics.unsubscribe("chat", "room", 2);
         assert_eq!(topics.subscribers("chat", "room"), 0);
         assert!(topics.registry.read().is_empty());
+    }
+
+    /// A connected pair on loopback: the write half of a stream with a small send buffer, for
+    /// an outbox, and its peer.
+    async fn socket_pair() -> (Arc<super::super::Socket>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        let (connected, accepted) = tokio::join!(
+            socket.connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let (_read, write) = connected.unwrap().into_split();
+        (Arc::new(write), accepted.unwrap().0)
+    }
+
+    /// With sockets attached, the flusher writes a publish to every subscriber's socket (no
+    /// connection writer runs here): a subscriber that reads gets every message in order,
+    /// while one that does not read is cut off at its bound.
+    #[tokio::test]
+    async fn the_flusher_writes_publishes_and_a_subscriber_that_does_not_read_is_cut_off() {
+        use tokio::io::AsyncReadExt as _;
+        let topics = LocalTopics::default();
+        let (fast_socket, mut fast_peer) = socket_pair().await;
+        let (slow_socket, _slow_peer) = socket_pair().await;
+        let fast = outbox(1 << 30);
+        fast.attach(fast_socket);
+        let slow = outbox(64 * 1024);
+        slow.attach(slow_socket);
+        topics.subscribe("chat", "room", 1, fast.clone());
+        topics.subscribe("chat", "room", 2, slow.clone());
+        const MESSAGES: usize = 2_000;
+        let reader = tokio::spawn(async move {
+            let mut received = vec![0u8; MESSAGES * 1024];
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                fast_peer.read_exact(&mut received),
+            )
+            .await
+            .expect("every message arrives in time")
+            .unwrap();
+            received
+        });
+        for i in 0..MESSAGES {
+            let mut message = vec![b'.'; 1024];
+            message[..8].copy_from_slice(format!("{i:08}").as_bytes());
+            topics.publish("chat", "room", Bytes::from(message).into());
+            // The flusher runs when the publisher lets it (as after a guest call).
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            slow.is_overflowed(),
+            "the subscriber that does not read is cut off"
+        );
+        // What the fast subscriber's socket did not take waits for its writer.
+        if !matches!(fast.write_queued(), Flushed::Idle) {
+            let writer = fast.clone();
+            tokio::spawn(async move {
+                loop {
+                    match writer.write_queued() {
+                        Flushed::Idle | Flushed::Closed => return,
+                        _ => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                    }
+                }
+            });
+        }
+        let received = reader.await.unwrap();
+        for (i, chunk) in received.chunks(1024).enumerate() {
+            assert_eq!(
+                &chunk[..8],
+                format!("{i:08}").as_bytes(),
+                "message {i} in order"
+            );
+        }
     }
 
     #[tokio::test]
