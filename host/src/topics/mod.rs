@@ -1,13 +1,14 @@
 //! Topics: a message published once reaches every connection subscribed to the topic, without
-//! guest code running per recipient (the host frames it once and queues the same bytes in every
-//! subscriber's [`Outbox`]). Topics are scoped to the plugin that uses them: two plugins' topics
+//! guest code running per recipient (the host frames it once and hands the same bytes to every
+//! subscriber's [`Outbox`], which writes them to its socket at once when it can, or queues
+//! them). Topics are scoped to the plugin that uses them: two plugins' topics
 //! named alike are different topics.
 //!
 //! Delivery is at most once, like Redis pub/sub and NATS core: a subscriber that falls behind
 //! past its outbox's limit loses messages or is cut off, by its [`Overflow`] policy, and a
 //! publisher is never slowed down by a subscriber. Messages from one publisher reach each
-//! subscriber in the order they were published (every outbox is a FIFO and a publish queues in
-//! all of them before it returns).
+//! subscriber in the order they were published (every outbox is a FIFO, writes directly only
+//! when nothing is queued, and a publish has reached all of them before it returns).
 //!
 //! The registry is behind [`TopicBackend`]: the in-process [`local::LocalTopics`] (`--pubsub
 //! local`, the default), or [`redis::RedisTopics`], which wraps it and shares topics with every
@@ -19,7 +20,9 @@ pub mod redis;
 
 use std::sync::Arc;
 
-pub use outbox::{Batch, CONTROL_ROOM, Outbox, Overflow, Pushed, Refused, WireFrame};
+pub use outbox::{
+    Batch, CONTROL_ROOM, Flushed, Outbox, Overflow, Pushed, Refused, Socket, WireFrame,
+};
 
 /// A connection, as the host numbers them.
 pub type ConnectionId = u64;

@@ -5,18 +5,27 @@
 //! the connection's [`Overflow`] policy at once. A plugin's own `send` uses
 //! [`Outbox::try_push`], which refuses instead (the plugin hears `backpressure`), and the
 //! framing's control replies (pong, close) use [`Outbox::push_control`], which has a little room
-//! of its own beyond the limit so a close can always be queued. The connection's writer task
-//! takes everything queued in one go ([`Outbox::next_batch`]), so a burst of publishes becomes
-//! one write.
+//! of its own beyond the limit so a close can always be queued.
+//!
+//! Once the connection's socket is attached ([`Outbox::attach`]), a frame pushed into an empty
+//! outbox is written to the socket at once, by whoever pushes it, if the socket takes it
+//! without waiting: a publish to 10,000 subscribers is 10,000 non-blocking writes from the
+//! publisher, not 10,000 task wake-ups. Only what the socket does not take is queued, and
+//! then the connection's writer is woken to write it ([`Outbox::write_queued`], under the same
+//! lock, as soon as the socket can take more). Nothing is written directly while anything is
+//! queued, so frames reach the wire in the order they were pushed. Without a socket (before it
+//! is attached, or a connection that is not plain TCP) every frame is queued and the writer
+//! takes them out in batches ([`Outbox::next_batch`]), so a burst of publishes becomes one
+//! write.
 //!
 //! An empty outbox takes one frame of any size (message sizes are bounded before a frame is
 //! made), so the limit can never make a message undeliverable. What one connection holds is at
-//! most the limit (plus that one frame and the control room) queued, plus the batch its writer
-//! is writing.
+//! most the limit (plus that one frame and the control room) queued, plus, without a socket,
+//! the batch its writer is writing.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::IoSlice;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -115,27 +124,55 @@ pub enum Batch {
     Closed,
 }
 
+/// The socket an outbox writes to directly: the write half of the connection's TCP stream.
+pub type Socket = tokio::net::tcp::OwnedWriteHalf;
+
+/// What the writer of an attached outbox gets from [`Outbox::write_queued`].
+#[derive(Debug)]
+pub enum Flushed {
+    /// Everything queued is written; wait for the outbox to be ready again.
+    Idle,
+    /// The socket takes no more for now; wait until it is writable (or the outbox is ready).
+    Blocked,
+    /// The outbox was closed and everything queued before is written: stop writing.
+    Closed,
+    /// The client fell behind past the limit under [`Overflow::Close`].
+    Overflowed {
+        /// No frame was left half written, so a close frame may still follow.
+        clean: bool,
+    },
+    /// Writing failed: the client is gone.
+    Failed(std::io::Error),
+}
+
 /// One connection's bounded queue of frames waiting to be written.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    /// Wakes the writer when frames arrive or the outbox closes.
+    /// Wakes the writer when frames are queued or the outbox closes.
     ready: Notify,
     /// Most bytes queued at once.
     max_bytes: usize,
     policy: Overflow,
-    /// Frames refused because the outbox was full, for metrics and logs.
-    dropped: AtomicU64,
-    /// Data frames queued since the start, for the connection's log line.
-    queued: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     frames: VecDeque<WireFrame>,
+    /// Bytes of `frames` not written yet.
     bytes: usize,
     overflowed: bool,
+    /// Whether a frame was left half written when the outbox was cut off.
+    torn: bool,
     closed: bool,
+    /// The front frame is partly written already (it cannot be dropped any more).
+    front_started: bool,
+    /// Where frames are written directly, once attached.
+    socket: Option<Arc<Socket>>,
+    /// Frames refused because the outbox was full, for metrics and logs.
+    dropped: u64,
+    /// Data frames taken since the start, for the connection's log line.
+    queued: u64,
 }
 
 impl Outbox {
@@ -146,9 +183,19 @@ impl Outbox {
             ready: Notify::new(),
             max_bytes,
             policy,
-            dropped: AtomicU64::new(0),
-            queued: AtomicU64::new(0),
         }
+    }
+
+    /// From now on, frames pushed while nothing is queued are written to `socket` at once when
+    /// it takes them without waiting; the writer must then use [`Outbox::write_queued`].
+    pub fn attach(&self, socket: Arc<Socket>) {
+        self.lock().socket = Some(socket);
+    }
+
+    /// Forgets the socket, so that the outbox no longer keeps it open.
+    pub fn detach(&self) {
+        let socket = self.lock().socket.take();
+        drop(socket);
     }
 
     /// Queues a data `frame` without waiting; when it does not fit, the outbox's [`Overflow`]
@@ -157,19 +204,59 @@ impl Outbox {
         self.push_within(frame.into(), self.max_bytes, true)
     }
 
+    /// [`Outbox::push`] of a frame shared with other outboxes (a publish), queued but not
+    /// written: with a socket attached, whoever publishes then calls [`Outbox::flush`] (outside
+    /// the publishing call, so that the writes to every subscriber are not the publisher's CPU
+    /// time), and the connection's writer is not woken for it.
+    pub fn push_shared(&self, frame: &WireFrame) -> Pushed {
+        let mut state = self.lock();
+        if state.closed || state.overflowed {
+            return Pushed::Closed;
+        }
+        if !fits(&state, frame.len(), self.max_bytes) {
+            return self.overflow(state);
+        }
+        state.queued += 1;
+        let was_empty = state.frames.is_empty();
+        let flusher_writes = state.socket.is_some();
+        state.bytes = state.bytes.saturating_add(frame.len());
+        state.frames.push_back(frame.clone());
+        drop(state);
+        if was_empty && !flusher_writes {
+            self.ready.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Writes what is queued as far as the socket takes it without waiting, and wakes the
+    /// connection's writer for what it does not take (or when writing failed: the writer
+    /// meets the same error and ends the connection). For whoever queued frames with
+    /// [`Outbox::push_shared`]; without a socket it does nothing (the writer was woken).
+    pub fn flush(&self) {
+        let mut state = self.lock();
+        if state.frames.is_empty() || state.socket.is_none() {
+            return;
+        }
+        let flushed = write_locked(&mut state);
+        drop(state);
+        if !matches!(flushed, Flushed::Idle | Flushed::Closed) {
+            self.ready.notify_one();
+        }
+    }
+
     /// Queues a data `frame` if it fits; otherwise refuses it and changes nothing, so the
     /// sender can decide (a plugin's `send` hears `backpressure`).
     pub fn try_push(&self, frame: impl Into<WireFrame>) -> Result<(), Refused> {
         let frame = frame.into();
-        let state = self.lock();
+        let mut state = self.lock();
         if state.closed || state.overflowed {
             return Err(Refused::Closed);
         }
         if !fits(&state, frame.len(), self.max_bytes) {
             return Err(Refused::Full);
         }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        self.enqueue(state, frame);
+        state.queued += 1;
+        self.take(state, frame);
         Ok(())
     }
 
@@ -197,31 +284,72 @@ impl Outbox {
             return Pushed::Closed;
         }
         if !fits(&state, frame.len(), limit) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return match self.policy {
-                Overflow::DropMessage => Pushed::Dropped,
-                Overflow::Close => {
-                    state.overflowed = true;
-                    state.frames.clear();
-                    state.bytes = 0;
-                    drop(state);
-                    self.ready.notify_one();
-                    Pushed::Closed
-                }
-            };
+            return self.overflow(state);
         }
         if data {
-            self.queued.fetch_add(1, Ordering::Relaxed);
+            state.queued += 1;
         }
-        self.enqueue(state, frame);
+        self.take(state, frame);
         Pushed::Queued
     }
 
-    fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State>, frame: WireFrame) {
+    /// A frame did not fit: the policy decides.
+    fn overflow(&self, mut state: MutexGuard<'_, State>) -> Pushed {
+        state.dropped += 1;
+        match self.policy {
+            Overflow::DropMessage => Pushed::Dropped,
+            Overflow::Close => {
+                state.overflowed = true;
+                state.torn = state.front_started;
+                state.frames.clear();
+                state.bytes = 0;
+                drop(state);
+                self.ready.notify_one();
+                Pushed::Closed
+            }
+        }
+    }
+
+    /// Writes `frame` at once if nothing is queued and the socket takes it whole; queues what
+    /// is left of it otherwise and wakes the writer if it was idle.
+    fn take(&self, mut state: MutexGuard<'_, State>, mut frame: WireFrame) {
+        let mut written = 0;
+        if state.frames.is_empty()
+            && let Some(socket) = &state.socket
+        {
+            // A failed write leaves the frame queued: the writer meets the same error and ends
+            // the connection.
+            written = try_write(socket, frame.parts()).unwrap_or(0);
+            if written >= frame.len() {
+                return;
+            }
+        }
+        frame.advance(written);
+        if written > 0 {
+            state.front_started = true;
+        }
+        let was_empty = state.frames.is_empty();
         state.bytes = state.bytes.saturating_add(frame.len());
         state.frames.push_back(frame);
         drop(state);
-        self.ready.notify_one();
+        // A writer with frames queued already is busy with them or waits for the socket; only
+        // the first frame needs to wake it.
+        if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    /// For the writer of an attached outbox: writes what is queued, as far as the socket takes
+    /// it without waiting. Under the outbox's lock, so nothing pushed meanwhile can overtake
+    /// it.
+    pub fn write_queued(&self) -> Flushed {
+        write_locked(&mut self.lock())
+    }
+
+    /// Waits until the writer of an attached outbox has something to do: frames queued, the
+    /// outbox closed or cut off. Returns at once if that happened since the last wait.
+    pub async fn wait_ready(&self) {
+        self.ready.notified().await;
     }
 
     /// Waits until there is something for the writer, then hands out everything queued.
@@ -237,6 +365,7 @@ impl Outbox {
     /// Like [`Outbox::next_batch`], but swaps the queued frames into `frames` (which must be
     /// empty), so the writer's buffer and the queue's are reused instead of allocated per
     /// batch. `None` when frames were handed out; otherwise why there are none any more.
+    /// For an outbox without a socket.
     pub async fn next_batch_into(&self, frames: &mut VecDeque<WireFrame>) -> Option<Batch> {
         loop {
             // Registered before the check, so a push between the check and the wait still
@@ -283,12 +412,12 @@ impl Outbox {
 
     /// Frames refused because the outbox was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.lock().dropped
     }
 
-    /// Data frames queued since the outbox was made.
+    /// Data frames taken since the outbox was made (written or queued).
     pub fn queued(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
+        self.lock().queued
     }
 
     /// Whether the outbox was cut off for falling behind (under [`Overflow::Close`]).
@@ -302,13 +431,78 @@ impl Outbox {
         state.closed || state.overflowed
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the queue inconsistent (every update is
         // a single push or drain), so a poisoned lock is used as is.
         self.state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+}
+
+/// Writes what `state` holds queued as far as its socket takes it without waiting.
+fn write_locked(state: &mut State) -> Flushed {
+    loop {
+        if state.overflowed {
+            return Flushed::Overflowed { clean: !state.torn };
+        }
+        if state.frames.is_empty() {
+            return if state.closed {
+                Flushed::Closed
+            } else {
+                Flushed::Idle
+            };
+        }
+        let Some(socket) = &state.socket else {
+            return Flushed::Failed(std::io::ErrorKind::NotConnected.into());
+        };
+        let mut written = match try_write_all_parts(socket, &state.frames) {
+            Ok(written) => written,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                return Flushed::Blocked;
+            }
+            Err(err) => return Flushed::Failed(err),
+        };
+        state.bytes = state.bytes.saturating_sub(written);
+        while let Some(frame) = state.frames.front_mut() {
+            if written >= frame.len() {
+                written -= frame.len();
+                state.frames.pop_front();
+                state.front_started = false;
+            } else {
+                frame.advance(written);
+                state.front_started = state.front_started || written > 0;
+                break;
+            }
+        }
+    }
+}
+
+/// Most buffers handed to one vectored write (Linux's `IOV_MAX` is 1,024).
+const MAX_IOVECS: usize = 64;
+
+/// One non-blocking write of a frame's parts; how many bytes the socket took.
+fn try_write(socket: &Socket, parts: [&[u8]; 2]) -> std::io::Result<usize> {
+    match parts {
+        [head, []] => socket.try_write(head),
+        [head, body] => socket.try_write_vectored(&[IoSlice::new(head), IoSlice::new(body)]),
+    }
+}
+
+/// One non-blocking vectored write of the front of `frames` (up to [`MAX_IOVECS`] parts). The
+/// slices are built on the stack.
+fn try_write_all_parts(socket: &Socket, frames: &VecDeque<WireFrame>) -> std::io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    let mut count = 0;
+    let parts = frames
+        .iter()
+        .flat_map(WireFrame::parts)
+        .filter(|part| !part.is_empty());
+    for (slot, part) in slices.iter_mut().zip(parts) {
+        *slot = IoSlice::new(part);
+        count += 1;
+    }
+    socket.try_write_vectored(slices.get(..count).unwrap_or_default())
 }
 
 /// Whether `len` more bytes fit within `limit`: an empty queue takes any one frame.
@@ -333,6 +527,161 @@ mod tests {
 
     fn frame(text: &str) -> WireFrame {
         Bytes::copy_from_slice(text.as_bytes()).into()
+    }
+
+    /// A connected pair on loopback: the outbox's socket (the write half of a stream with a
+    /// small send buffer, so a reader that does not read soon holds it up), and its peer.
+    async fn socket_pair() -> (Arc<Socket>, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(4096).unwrap();
+        let (connected, accepted) = tokio::join!(
+            socket.connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let (_read, write) = connected.unwrap().into_split();
+        // The read half may go: the write half keeps the stream open.
+        (Arc::new(write), accepted.unwrap().0)
+    }
+
+    /// The writer of an attached outbox, as the connection's task runs it.
+    async fn writer(outbox: Arc<Outbox>, socket: Arc<Socket>) -> &'static str {
+        loop {
+            match outbox.write_queued() {
+                Flushed::Idle => outbox.wait_ready().await,
+                Flushed::Blocked => {
+                    tokio::select! {
+                        writable = socket.writable() => writable.unwrap(),
+                        () = outbox.wait_ready() => {}
+                    }
+                }
+                Flushed::Closed => return "closed",
+                Flushed::Overflowed { clean: true } => return "overflowed",
+                Flushed::Overflowed { clean: false } => return "overflowed, torn",
+                Flushed::Failed(err) => panic!("write failed: {err}"),
+            }
+        }
+    }
+
+    async fn read_exactly(peer: &mut tokio::net::TcpStream, len: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt as _;
+        let mut bytes = vec![0; len];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            peer.read_exact(&mut bytes),
+        )
+        .await
+        .expect("the bytes arrive in time")
+        .unwrap();
+        bytes
+    }
+
+    /// A frame pushed into an empty attached outbox is written by the push itself, and a
+    /// publish's frame by the flush after it: either reaches the peer with no writer running,
+    /// and nothing stays queued.
+    #[tokio::test]
+    async fn a_push_into_an_empty_attached_outbox_is_written_at_once() {
+        let (socket, mut peer) = socket_pair().await;
+        let outbox = Outbox::new(100, Overflow::Close);
+        assert_eq!(outbox.push(frame("queued first")), Pushed::Queued);
+        outbox.attach(socket);
+        // Something is queued: the next frame must wait behind it.
+        assert_eq!(outbox.push_shared(&frame(" then")), Pushed::Queued);
+        assert!(matches!(outbox.write_queued(), Flushed::Idle));
+        assert_eq!(read_exactly(&mut peer, 17).await, b"queued first then");
+        let own = WireFrame::new(Bytes::from_static(b"head "), Bytes::from_static(b"body"));
+        assert_eq!(outbox.push(own), Pushed::Queued);
+        assert!(outbox.lock().frames.is_empty(), "written, not queued");
+        assert_eq!(read_exactly(&mut peer, 9).await, b"head body");
+        // A publish's frame is queued, and written by the flush that follows it.
+        assert_eq!(outbox.push_shared(&frame(", shared")), Pushed::Queued);
+        assert_eq!(outbox.lock().frames.len(), 1);
+        outbox.flush();
+        assert!(outbox.lock().frames.is_empty(), "flushed");
+        assert_eq!(read_exactly(&mut peer, 8).await, b", shared");
+        assert_eq!(outbox.queued(), 4);
+        outbox.close();
+        assert!(matches!(outbox.write_queued(), Flushed::Closed));
+    }
+
+    /// Under a reader that does not keep up, frames written directly and frames queued for the
+    /// writer reach the peer in the order they were pushed, every one of them.
+    #[tokio::test]
+    async fn direct_and_queued_writes_keep_the_push_order_under_a_slow_reader() {
+        let (socket, mut peer) = socket_pair().await;
+        let outbox = Arc::new(Outbox::new(16 << 20, Overflow::Close));
+        outbox.attach(socket.clone());
+        let writing = tokio::spawn(writer(outbox.clone(), socket));
+        // Numbered frames, 1 KiB each: far more than the socket's buffers hold, so some are
+        // written by the push and the rest queued, while the writer drains the queue as the
+        // peer reads.
+        const FRAMES: usize = 4096;
+        const SIZE: usize = 1024;
+        let pushing = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                let mut queued_at_some_point = false;
+                for i in 0..FRAMES {
+                    let mut payload = vec![b'.'; SIZE];
+                    payload[..8].copy_from_slice(format!("{i:08}").as_bytes());
+                    // Publishes (queued, then flushed) and the connection's own sends
+                    // (written at once when nothing is queued), mixed.
+                    let payload = WireFrame::from(Bytes::from(payload));
+                    if i % 3 == 0 {
+                        assert_eq!(outbox.push(payload), Pushed::Queued);
+                    } else {
+                        assert_eq!(outbox.push_shared(&payload), Pushed::Queued);
+                        outbox.flush();
+                    }
+                    queued_at_some_point |= !outbox.lock().frames.is_empty();
+                    if i % 256 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                outbox.close();
+                queued_at_some_point
+            }
+        });
+        // Read slowly at first, so the socket fills up.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let received = read_exactly(&mut peer, FRAMES * SIZE).await;
+        assert!(
+            pushing.await.unwrap(),
+            "the slow reader made frames wait in the queue"
+        );
+        for (i, chunk) in received.chunks(SIZE).enumerate() {
+            assert_eq!(
+                &chunk[..8],
+                format!("{i:08}").as_bytes(),
+                "frame {i} in order"
+            );
+        }
+        assert_eq!(writing.await.unwrap(), "closed");
+    }
+
+    /// A subscriber that does not read is cut off at its bound, with nothing half written
+    /// when the frames it did take were all written whole.
+    #[tokio::test]
+    async fn an_attached_outbox_is_cut_off_at_its_bound() {
+        let (socket, _peer) = socket_pair().await;
+        let outbox = Arc::new(Outbox::new(64 * 1024, Overflow::Close));
+        outbox.attach(socket.clone());
+        let mut pushed = 0;
+        while outbox.push(Bytes::from(vec![b'x'; 1024])) == Pushed::Queued {
+            pushed += 1;
+            assert!(pushed < 100_000, "the outbox is bounded");
+        }
+        let held = outbox.lock().bytes;
+        assert!(held <= 64 * 1024, "at most the limit queued: {held}");
+        assert!(outbox.is_overflowed());
+        assert_eq!(outbox.dropped(), 1);
+        let end = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            writer(outbox.clone(), socket),
+        )
+        .await
+        .unwrap();
+        assert!(end.starts_with("overflowed"), "{end}");
     }
 
     #[tokio::test]

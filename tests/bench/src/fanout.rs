@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::affinity;
-use crate::client::fanout::{self, FanoutFigures, Room};
+use crate::client::fanout::{self, FanoutFigures, RemoteRoom, Room};
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
@@ -47,8 +47,19 @@ struct Row {
     host: FanoutFigures,
     native: FanoutFigures,
     node: Result<FanoutFigures, String>,
-    /// Whether the three servers' rounds alternated (else each server's ran in one go).
-    interleaved: bool,
+    /// How the three servers' rounds were arranged.
+    schedule: Schedule,
+}
+
+/// How the servers' rounds were arranged.
+#[derive(Clone, Copy)]
+enum Schedule {
+    /// Alternating, every room held by this process.
+    Interleaved,
+    /// Alternating, every room held by a client process of its own.
+    InterleavedProcesses,
+    /// In blocks, one server's room after another's.
+    Blocks,
 }
 
 /// Measures every room size on the three servers and prints the table.
@@ -70,6 +81,8 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
         let files = (servers * members) as u64 + FD_MARGIN;
         let row = if affinity::fd_limit() >= files {
             interleaved(&mut host, &mut native, &mut node, &path, members, rounds).await?
+        } else if affinity::fd_limit() >= members as u64 + FD_MARGIN {
+            interleaved_processes(&mut host, &mut native, &mut node, &path, members, rounds)?
         } else {
             one_after_another(&mut host, &mut native, &mut node, &path, members, rounds).await?
         };
@@ -105,8 +118,9 @@ async fn interleaved(
         let measured = i >= WARMUP_ROUNDS;
         for turn in 0..3 {
             match (i + turn) % 3 {
-                0 => checked(host_room.round(measured).await, host)?,
-                1 => checked(native_room.round(measured).await, native)?,
+                0 => checked(host_room.round(measured).await, host).context("the host's room")?,
+                1 => checked(native_room.round(measured).await, native)
+                    .context("the native server's room")?,
                 _ => {
                     let failed = match &mut node_room {
                         Ok(room) => room.round(measured).await.err(),
@@ -124,10 +138,64 @@ async fn interleaved(
         host: host_room.figures(),
         native: native_room.figures(),
         node: node_room.as_ref().map(Room::figures).map_err(Clone::clone),
-        interleaved: true,
+        schedule: Schedule::Interleaved,
     };
     drop((host_room, native_room, node_room));
     tokio::time::sleep(SETTLE).await;
+    Ok(row)
+}
+
+/// [`interleaved`], with each room held by a client process of its own (all pinned to the
+/// client core), when this process may not open enough files for all three rooms but each
+/// process may for one.
+fn interleaved_processes(
+    host: &mut ServerProcess,
+    native: &mut ServerProcess,
+    node: &mut Result<ServerProcess, String>,
+    path: &str,
+    members: usize,
+    rounds: usize,
+) -> anyhow::Result<Row> {
+    let mut host_room = RemoteRoom::open(host.addr(), path, members).context("the host's room")?;
+    let mut native_room =
+        RemoteRoom::open(native.addr(), path, members).context("the native server's room")?;
+    let mut node_room = match node {
+        Ok(server) => {
+            RemoteRoom::open(server.addr(), path, members).map_err(|err| format!("failed: {err:#}"))
+        }
+        Err(reason) => Err(format!("skipped: {reason}")),
+    };
+    for i in 0..WARMUP_ROUNDS + rounds {
+        let measured = i >= WARMUP_ROUNDS;
+        for turn in 0..3 {
+            match (i + turn) % 3 {
+                0 => checked(host_room.round(measured), host).context("the host's room")?,
+                1 => checked(native_room.round(measured), native)
+                    .context("the native server's room")?,
+                _ => {
+                    let failed = match &mut node_room {
+                        Ok(room) => room.round(measured).err(),
+                        Err(_) => None,
+                    };
+                    if let Some(err) = failed {
+                        node_room = Err(format!("failed: {err:#}"));
+                    }
+                }
+            }
+        }
+    }
+    let row = Row {
+        members,
+        host: host_room.figures(),
+        native: native_room.figures(),
+        node: node_room
+            .as_ref()
+            .map(RemoteRoom::figures)
+            .map_err(Clone::clone),
+        schedule: Schedule::InterleavedProcesses,
+    };
+    drop((host_room, native_room, node_room));
+    std::thread::sleep(SETTLE);
     Ok(row)
 }
 
@@ -179,7 +247,7 @@ async fn one_after_another(
         host: FanoutFigures::merge(&host_figures),
         native: FanoutFigures::merge(&native_figures),
         node: node_figures.map(|blocks| FanoutFigures::merge(&blocks)),
-        interleaved: false,
+        schedule: Schedule::Blocks,
     })
 }
 
@@ -273,13 +341,19 @@ fn print(rows: &[Row]) {
                 "{members} members: {stale} late deliveries of a synchronising round ignored"
             ));
         }
-        table.note(if row.interleaved {
-            format!("{members} members: the servers' rounds alternated, in a rotating order")
-        } else {
-            format!(
+        table.note(match row.schedule {
+            Schedule::Interleaved => {
+                format!("{members} members: the servers' rounds alternated, in a rotating order")
+            }
+            Schedule::InterleavedProcesses => format!(
+                "{members} members: the servers' rounds alternated, in a rotating order; each \
+                 room held by a client process of its own (the open-files limit cannot hold \
+                 all three rooms in one)"
+            ),
+            Schedule::Blocks => format!(
                 "{members} members: the servers took turns in {BLOCKS} blocks of rounds, each in \
                  a room filled afresh (the open-files limit cannot hold a room on each at once)"
-            )
+            ),
         });
     }
     table.note(format!(

@@ -1,5 +1,6 @@
 //! The plugins folder a benchmarked host serves: a fresh temporary folder holding plugins the
-//! test harness built from source (`echo` and `hello` unless a section asks for others).
+//! test harness built from source (`echo` and `hello` unless a section asks for others), in a
+//! quiet parent folder of its own.
 
 use std::path::{Path, PathBuf};
 
@@ -20,23 +21,44 @@ pub(crate) fn built(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A temporary plugins folder, inside a temporary folder of its own: the host also watches
+/// the plugins folder's parent (to see the folder replaced), and a parent as busy as `/tmp`
+/// would cost the measured host a wake-up for every file anyone makes there. Both are removed
+/// when dropped.
+pub(crate) struct Folder {
+    path: PathBuf,
+    _parent: TempDir,
+}
+
+impl Folder {
+    /// The plugins folder.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// A new temporary folder with `echo.wasm` and `hello.wasm`; removed when dropped.
-pub(crate) fn folder() -> anyhow::Result<TempDir> {
+pub(crate) fn folder() -> anyhow::Result<Folder> {
     folder_with(SERVED)
 }
 
 /// A new temporary folder with the plugins `names` (workspace names: `echo-raw` is built as
 /// `echo_raw.wasm` and installed as `echo-raw.wasm`, so it serves `/echo-raw`); removed when
 /// dropped.
-pub(crate) fn folder_with(names: &[&str]) -> anyhow::Result<TempDir> {
-    let dir = tempfile::Builder::new()
+pub(crate) fn folder_with(names: &[&str]) -> anyhow::Result<Folder> {
+    let parent = tempfile::Builder::new()
         .prefix("switchyard-bench-")
         .tempdir()
-        .context("creating a temporary plugins folder")?;
+        .context("creating a temporary folder for the plugins folder")?;
+    let path = parent.path().join("plugins");
+    std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
     for name in names {
-        install(dir.path(), name, name)?;
+        install(&path, name, name)?;
     }
-    Ok(dir)
+    Ok(Folder {
+        path,
+        _parent: parent,
+    })
 }
 
 /// Puts plugin `built_name` into `dir` as `<as_name>.wasm` the way the README says to

@@ -39,12 +39,12 @@ use crate::config::PluginLimits;
 use crate::engine::bindings::MessageRef;
 use crate::http::gauge::GaugeGuard;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
-use crate::session::pump::{self, ClientWriter};
+use crate::session::pump;
 use awake::AwakeSlot;
 pub(crate) use events::WakeContext;
 use events::{EventFailure, Guest};
 use registry::{Connection, PluginScope};
-use socket::{ReadSide, WriterEnd};
+use socket::{ReadSide, Writer, WriterEnd};
 
 /// tungstenite's read buffer per connection. Its default (128 KiB) would be most of a
 /// hibernated connection's memory; small messages fit in one read of this size, and a large
@@ -188,13 +188,16 @@ async fn open_socket(
     on_upgrade: OnUpgrade,
     limits: &PluginLimits,
     connection: &Connection,
-) -> Result<(Ws, ClientWriter), String> {
+) -> Result<(Ws, Writer), String> {
     let upgraded = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
         Ok(Ok(upgraded)) => upgraded,
         Ok(Err(err)) => return Err(format!("upgrade failed: {err}")),
         Err(_elapsed) => return Err("upgrade handshake timed out".to_owned()),
     };
-    let (early, reader, writer) = pump::split(upgraded);
+    let (early, reader, writer) = socket::split(upgraded);
+    if let Writer::Direct(socket) = &writer {
+        connection.outbox.attach(socket.clone());
+    }
     let read_side = ReadSide::new(reader, connection.outbox.clone());
     let ws = WebSocketStream::from_partially_read(
         read_side,
@@ -334,7 +337,7 @@ struct Clock {
 
 impl Session<'_> {
     /// Opens the connection (`on-open`), then serves it until it ends.
-    async fn serve(self, mut ws: Ws, writer: ClientWriter) -> End {
+    async fn serve(self, mut ws: Ws, writer: Writer) -> End {
         let Session {
             id,
             connection,
@@ -350,7 +353,7 @@ impl Session<'_> {
             (end, writer)
         };
         tokio::pin!(writing);
-        let mut written: Option<(WriterEnd, ClientWriter)> = None;
+        let mut written: Option<(WriterEnd, Writer)> = None;
         // Registered once and kept: a cancelled token and a notified `Notify` stay ready.
         let stopping = shutdown.cancelled();
         tokio::pin!(stopping);
@@ -640,8 +643,8 @@ fn writer_stopped(end: &WriterEnd, phase: Phase) -> Phase {
 async fn finish(
     end: End,
     mut ws: Ws,
-    written: Option<(WriterEnd, ClientWriter)>,
-    writing: std::pin::Pin<&mut impl std::future::Future<Output = (WriterEnd, ClientWriter)>>,
+    written: Option<(WriterEnd, Writer)>,
+    writing: std::pin::Pin<&mut impl std::future::Future<Output = (WriterEnd, Writer)>>,
     connection: &Connection,
 ) -> End {
     connection.outbox.close();
@@ -652,6 +655,8 @@ async fn finish(
             .ok()
             .map(|(_, writer)| writer),
     };
+    // A writer that did not finish in time must not leave the socket open through the outbox.
+    connection.outbox.detach();
     if let (End::SlowConsumer { clean: true }, Some(mut writer)) = (&end, writer) {
         let mut close = std::collections::VecDeque::from([frames::close_frame(
             code::POLICY_VIOLATION,

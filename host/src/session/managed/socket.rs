@@ -5,8 +5,12 @@
 //! host's own close and pings) are queued there with [`Outbox::push_control`] and are bounded
 //! with everything else, so a client that floods pings and never reads cannot grow memory.
 //!
-//! Writing: [`write_outbox`] takes what is queued in the outbox in batches and writes each batch
-//! with vectored writes, so a burst of messages or publishes costs one system call.
+//! Writing: on a plain TCP connection (always, behind hyper's HTTP/1 server) the write half is
+//! shared with the outbox ([`Writer::Direct`]): whoever pushes a frame into an empty outbox
+//! writes it at once if the socket takes it, and [`write_outbox`] only writes what the socket
+//! did not take, when it can take more. Any other stream ([`Writer::Stream`]) is written by
+//! [`write_outbox`] alone, in batches, with vectored writes, so a burst of messages or
+//! publishes costs one system call.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,15 +19,47 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, OpCode};
 
-use crate::session::pump::{ClientReader, ClientWriter};
-use crate::topics::{Batch, Outbox, Pushed, WireFrame};
+use crate::session::pump::{self, ClientReader, ClientWriter};
+use crate::topics::{Batch, Flushed, Outbox, Pushed, Socket, WireFrame};
 
 /// Most buffers handed to one vectored write (Linux's `IOV_MAX` is 1,024).
 const MAX_IOVECS: usize = 64;
+
+/// The socket's write half.
+pub(crate) enum Writer {
+    /// A TCP stream's, shared with the connection's outbox, which writes to it directly.
+    Direct(Arc<Socket>),
+    /// Any other stream's, written by [`write_outbox`] alone.
+    Stream(ClientWriter),
+}
+
+/// Splits an upgraded connection into its halves, plus the bytes hyper had already read past
+/// the request head.
+pub(crate) fn split(upgraded: Upgraded) -> (Bytes, ClientReader, Writer) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            // Even an empty view keeps hyper's whole read buffer allocated for the session.
+            let early = if parts.read_buf.is_empty() {
+                Bytes::new()
+            } else {
+                parts.read_buf
+            };
+            (early, Box::pin(read), Writer::Direct(Arc::new(write)))
+        }
+        Err(upgraded) => {
+            let (early, read, write) = pump::split(upgraded);
+            (early, read, Writer::Stream(write))
+        }
+    }
+}
 
 /// The socket's read half, with the outbox standing in for its write half.
 pub(crate) struct ReadSide {
@@ -110,10 +146,46 @@ pub(crate) enum WriterEnd {
     Failed(io::Error),
 }
 
-/// Writes what the outbox hands out until it is closed, cut off, or the socket fails. A write
+/// Writes what the outbox holds until it is closed, cut off, or the socket fails. A write
 /// blocked on a client that does not read is abandoned as soon as the outbox is cut off.
-/// Meant to be polled to its end (it is not cancel safe: a batch may be half written).
-pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> WriterEnd {
+/// Meant to be polled to its end (with a [`Writer::Stream`], a batch may be half written when
+/// it is dropped).
+pub(crate) async fn write_outbox(writer: &mut Writer, outbox: &Outbox) -> WriterEnd {
+    let end = match writer {
+        Writer::Direct(socket) => write_attached(socket, outbox).await,
+        Writer::Stream(stream) => write_batches(stream, outbox).await,
+    };
+    // The outbox no longer keeps the socket open: it closes when the connection lets go.
+    outbox.detach();
+    end
+}
+
+/// The writer of an outbox that writes to `socket` itself: writes only what the socket did
+/// not take when it was pushed, whenever the socket can take more.
+async fn write_attached(socket: &Socket, outbox: &Outbox) -> WriterEnd {
+    loop {
+        match outbox.write_queued() {
+            Flushed::Idle => outbox.wait_ready().await,
+            Flushed::Blocked => {
+                tokio::select! {
+                    writable = socket.writable() => {
+                        if let Err(err) = writable {
+                            return WriterEnd::Failed(err);
+                        }
+                    }
+                    // More queued, or cut off: look again.
+                    () = outbox.wait_ready() => {}
+                }
+            }
+            Flushed::Closed => return WriterEnd::Drained,
+            Flushed::Overflowed { clean } => return WriterEnd::Overflowed { clean },
+            Flushed::Failed(err) => return WriterEnd::Failed(err),
+        }
+    }
+}
+
+/// The writer of an outbox without a socket: takes what is queued in batches and writes them.
+async fn write_batches(writer: &mut ClientWriter, outbox: &Outbox) -> WriterEnd {
     // Swapped with the outbox's queue for every batch: no allocation per batch.
     let mut frames: VecDeque<WireFrame> = VecDeque::new();
     loop {
@@ -124,7 +196,7 @@ pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> 
             };
         }
         tokio::select! {
-            written = write_all(writer, &mut frames) => {
+            written = write_stream(writer, &mut frames) => {
                 if let Err(err) = written {
                     return WriterEnd::Failed(err);
                 }
@@ -134,9 +206,37 @@ pub(crate) async fn write_outbox(writer: &mut ClientWriter, outbox: &Outbox) -> 
     }
 }
 
-/// Writes every frame of `frames` (and empties it), up to [`MAX_IOVECS`] of them per system
-/// call.
+/// Writes every frame of `frames` (and empties it), straight to the socket: for the close
+/// frame of a connection cut off, after its writer stopped.
 pub(crate) async fn write_all(
+    writer: &mut Writer,
+    frames: &mut VecDeque<WireFrame>,
+) -> io::Result<()> {
+    match writer {
+        Writer::Direct(socket) => {
+            while let Some(frame) = frames.front_mut() {
+                if frame.is_empty() {
+                    frames.pop_front();
+                    continue;
+                }
+                let [head, body] = frame.parts();
+                match socket.try_write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)]) {
+                    Ok(written) => frame.advance(written),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        socket.writable().await?;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
+        }
+        Writer::Stream(stream) => write_stream(stream, frames).await,
+    }
+}
+
+/// Writes every frame of `frames` (and empties it) to a stream, up to [`MAX_IOVECS`] of them
+/// per system call.
+async fn write_stream(
     writer: &mut ClientWriter,
     frames: &mut VecDeque<WireFrame>,
 ) -> io::Result<()> {

@@ -10,7 +10,9 @@
 //! an error.
 
 use std::cell::{Cell, RefCell};
+use std::io::{BufRead as _, Write as _};
 use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -210,6 +212,15 @@ impl Room {
 
     /// Times one publish; `measured` ones count toward the figures.
     pub(crate) async fn round(&mut self, measured: bool) -> anyhow::Result<()> {
+        let time = self.timed_round().await?;
+        if measured {
+            self.times.push(time);
+        }
+        Ok(())
+    }
+
+    /// Times one publish, publish → last delivery.
+    async fn timed_round(&mut self) -> anyhow::Result<Duration> {
         let Some(time) = self.publish(ROUND_TIMEOUT).await? else {
             bail!(
                 "round {}: {} of {} members received it within {ROUND_TIMEOUT:?}",
@@ -218,10 +229,7 @@ impl Room {
                 self.members
             );
         };
-        if measured {
-            self.times.push(time);
-        }
-        Ok(())
+        Ok(time)
     }
 
     /// What the measured rounds gave.
@@ -248,6 +256,138 @@ impl Drop for Room {
             task.abort();
         }
     }
+}
+
+/// The role that holds one room in a client process of its own.
+pub(crate) const ROOM_ROLE: &str = "fanout-room";
+
+/// A room held by a client process of its own (role [`ROOM_ROLE`], pinned to the client core
+/// like this one), for when this process may not open enough files to hold a room on every
+/// server at once: each process has its own open-files limit. It answers one line per round
+/// asked for, so the rounds of rooms on different servers can still alternate.
+pub(crate) struct RemoteRoom {
+    child: Child,
+    input: ChildStdin,
+    output: std::io::BufReader<ChildStdout>,
+    members: usize,
+    times: Vec<Duration>,
+    stale: u64,
+}
+
+impl RemoteRoom {
+    /// Starts the process and waits until its room of `members` at `ws://addr{path}` is full
+    /// and synchronised.
+    pub(crate) fn open(addr: SocketAddr, path: &str, members: usize) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe().context("finding this binary")?)
+            .args([crate::roles::ROLE_ARG, ROOM_ROLE])
+            .args([addr.to_string(), path.to_owned(), members.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting a room's client process")?;
+        let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            bail!("the room's client process has no pipes");
+        };
+        let mut room = Self {
+            child,
+            input,
+            output: std::io::BufReader::new(output),
+            members,
+            times: Vec::new(),
+            stale: 0,
+        };
+        let ready = room.answer()?;
+        anyhow::ensure!(ready == "ready", "the room's client process said {ready:?}");
+        Ok(room)
+    }
+
+    /// Times one publish in the other process; `measured` ones count toward the figures.
+    /// Blocks this thread meanwhile: nothing else runs here while a round is timed.
+    pub(crate) fn round(&mut self, measured: bool) -> anyhow::Result<()> {
+        writeln!(self.input, "round").context("asking for a round")?;
+        self.input.flush().context("asking for a round")?;
+        let answer = self.answer()?;
+        let parsed = answer.strip_prefix("ok ").and_then(|rest| {
+            let (nanos, stale) = rest.split_once(' ')?;
+            Some((nanos.parse::<u64>().ok()?, stale.parse::<u64>().ok()?))
+        });
+        let Some((nanos, stale)) = parsed else {
+            bail!("{answer}");
+        };
+        self.stale = stale;
+        if measured {
+            self.times.push(Duration::from_nanos(nanos));
+        }
+        Ok(())
+    }
+
+    /// What the measured rounds gave.
+    pub(crate) fn figures(&self) -> FanoutFigures {
+        FanoutFigures {
+            members: self.members,
+            rounds: self.times.clone(),
+            stale: self.stale,
+        }
+    }
+
+    /// The process's next line of answer.
+    fn answer(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        let read = self
+            .output
+            .read_line(&mut line)
+            .context("reading the room's client process")?;
+        anyhow::ensure!(read > 0, "the room's client process ended");
+        Ok(line.trim_end().to_owned())
+    }
+}
+
+impl Drop for RemoteRoom {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The [`ROOM_ROLE`] process: `<addr> <path> <members>`. Fills the room, says `ready`, then
+/// times a round for every `round` line it reads (`ok <nanoseconds> <stale deliveries>`, or
+/// the failure), until its input ends.
+pub(crate) fn serve_room(args: &[String]) -> anyhow::Result<()> {
+    let [addr, path, members] = args else {
+        bail!("{ROOM_ROLE} needs <addr> <path> <members>");
+    };
+    let addr: SocketAddr = addr.parse().context("the room's address")?;
+    let members: usize = members.parse().context("the room's members")?;
+    crate::affinity::pin_this_process(crate::affinity::CLIENT_CPU)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut stdout = std::io::stdout();
+        let mut room = match Room::open(addr, path, members).await {
+            Ok(room) => room,
+            Err(err) => {
+                writeln!(stdout, "failed: {err:#}")?;
+                return Ok(());
+            }
+        };
+        writeln!(stdout, "ready")?;
+        stdout.flush()?;
+        let mut line = String::new();
+        // Blocking reads: the member tasks have nothing to do between rounds.
+        while std::io::stdin().read_line(&mut line)? > 0 {
+            match room.timed_round().await {
+                Ok(time) => writeln!(stdout, "ok {} {}", time.as_nanos(), room.round.stale.get())?,
+                Err(err) => writeln!(stdout, "failed: {err:#}")?,
+            }
+            stdout.flush()?;
+            line.clear();
+        }
+        Ok(())
+    })
 }
 
 /// Fills a room of `members` at `ws://addr{path}` and times `warmup` unmeasured and then

@@ -100,7 +100,19 @@ pub(super) async fn read_message<R: AsyncBufRead + Unpin>(
                 let mut skipped = vec![0u8; len];
                 reader.read_exact(&mut skipped).await?;
             }
-            CLOSE => bail!("the server closed the session"),
+            CLOSE => {
+                // Control frames are at most 125 bytes: a code, then a reason.
+                let mut payload = vec![0u8; len.min(125)];
+                reader.read_exact(&mut payload).await?;
+                let code = payload
+                    .get(..2)
+                    .map(|code| u16::from_be_bytes([code[0], code[1]]));
+                let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default());
+                match code {
+                    Some(code) => bail!("the server closed the session ({code} {reason:?})"),
+                    None => bail!("the server closed the session"),
+                }
+            }
             other => bail!("unexpected opcode {other:#x}"),
         }
     }

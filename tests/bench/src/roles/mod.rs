@@ -10,6 +10,9 @@
 //!   every member, the physical limit for fan-out.
 //! - `native-hello`: hyper answering what `hello` answers, the limit for plain HTTP.
 //! - `pin-exec`: pins itself, then becomes another program (Node's `ws` servers).
+//!
+//! One client role runs here too: `fanout-room` holds one fan-out room in a client process of
+//! its own (see `client::fanout::RemoteRoom`).
 
 mod host;
 mod native_broadcast;
@@ -240,6 +243,9 @@ fn run_named(role: &str, args: &[String]) -> anyhow::Result<()> {
         .context("asking to die with the parent")?;
     if role == "pin-exec" {
         return pin_exec(args);
+    }
+    if role == crate::client::fanout::ROOM_ROLE {
+        return crate::client::fanout::serve_room(args);
     }
     let runtime = if role == HOST_ALL_CORES {
         affinity::unpin_this_process()?;

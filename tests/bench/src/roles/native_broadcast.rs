@@ -2,7 +2,8 @@
 //! topics are compared with. A member joins the room named by its request path;
 //! tokio-tungstenite runs its handshake and reads its messages. A text or binary message a
 //! member sends is framed once, and the same bytes are written to every member of the room (the
-//! sender included, as in a chat room) straight from the sender's task: one non-blocking write
+//! sender included, as in a chat room), in the order they joined, straight from the sender's
+//! task: one non-blocking write
 //! per member, no task woken per member. A member whose socket cannot take the bytes at once
 //! gets the rest queued, in order, for a writer task of its own, so nobody waits for a slow
 //! member; one that falls further behind than [`MAX_QUEUED`] is dropped from the room.
@@ -33,8 +34,9 @@ const BINARY: u8 = 0x2;
 /// The FIN bit: every message goes out as one frame.
 const FIN: u8 = 0x80;
 
-/// Members by id, per room (the request path).
-type Rooms = Mutex<HashMap<String, HashMap<u64, Arc<Member>>>>;
+/// Members, per room (the request path), in the order they joined: a broadcast walks them in
+/// order, touching memory in order (the host's topics and Node's `Set` do the same).
+type Rooms = Mutex<HashMap<String, Vec<(u64, Arc<Member>)>>>;
 
 /// Serves until killed.
 pub(super) async fn serve() -> anyhow::Result<()> {
@@ -75,7 +77,7 @@ async fn session(stream: TcpStream, id: u64, rooms: &Rooms) -> anyhow::Result<()
     lock(rooms)
         .entry(path.clone())
         .or_default()
-        .insert(id, member.clone());
+        .push((id, member.clone()));
     let writer = tokio::spawn(write_queued(member));
     let mut result = Ok(());
     while let Some(message) = socket.next().await {
@@ -90,7 +92,7 @@ async fn session(stream: TcpStream, id: u64, rooms: &Rooms) -> anyhow::Result<()
         }
     }
     if let Some(room) = lock(rooms).get_mut(&path) {
-        room.remove(&id);
+        room.retain(|(member, _)| *member != id);
     }
     writer.abort();
     result
@@ -101,7 +103,7 @@ async fn session(stream: TcpStream, id: u64, rooms: &Rooms) -> anyhow::Result<()
 fn broadcast(rooms: &Rooms, room: &str, opcode: u8, payload: &[u8]) {
     let frame = server_frame(opcode, payload);
     if let Some(members) = lock(rooms).get_mut(room) {
-        members.retain(|_, member| member.send(&frame).is_ok());
+        members.retain(|(_, member)| member.send(&frame).is_ok());
     }
 }
 

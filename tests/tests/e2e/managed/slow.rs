@@ -89,6 +89,67 @@ async fn a_slow_subscriber_is_cut_off_and_the_others_keep_receiving() {
     .await;
 }
 
+/// A subscriber that stops reading for a while, with room enough in its outbound buffer, gets
+/// every message in the publisher's order once it reads again: the frames its socket took when
+/// they were published, then those that waited in the buffer, then those published after it
+/// caught up, with no gap or swap where one kind of write gives way to the other. A
+/// subscriber that reads throughout, hibernated, gets them all too.
+#[tokio::test]
+async fn a_subscriber_that_pauses_gets_everything_in_order_when_it_reads_again() {
+    bounded(async {
+        // Room for everything published while the slow subscriber does not read: more than its
+        // socket's buffers hold, less than its outbound buffer.
+        let sidecar = "[limits]\nhibernate_after_ms = 200\nmax_outbound_bytes = 16777216\n";
+        let host = TestHost::start_configured(&["managed"], &[("managed", sidecar)], None).await;
+        let mut slow = slow_client(&host, "/managed?topic=room").await;
+        let (mut steady, _) = open(&host, "/managed?topic=room").await;
+        eventually("both subscribers hibernated", LOG_WAIT, || {
+            host.stats().awake_websockets() == 0
+        })
+        .await;
+        let (mut publisher, _) = open(&host, "/managed").await;
+        const FIRST: usize = 400;
+        const FIRST_BYTES: usize = 16 * 1024;
+        assert_eq!(
+            ask(
+                &mut publisher,
+                &format!("pubmany:room:{FIRST}:{FIRST_BYTES}")
+            )
+            .await,
+            format!("published:{FIRST}")
+        );
+        for i in 0..FIRST {
+            let message = text(&mut steady).await;
+            assert!(
+                message.starts_with(&format!("{i}:")),
+                "steady: {i} out of order"
+            );
+        }
+        // The slow subscriber has read nothing yet: most of it waits in its buffer.
+        for i in 0..FIRST {
+            let message = text(&mut slow).await;
+            assert!(
+                message.starts_with(&format!("{i}:")),
+                "slow: {i} out of order"
+            );
+            assert_eq!(message.len(), format!("{i}:").len() + FIRST_BYTES);
+        }
+        // Caught up: what comes next is written as it is published.
+        assert_eq!(
+            ask(&mut publisher, "pubmany:room:50:0").await,
+            "published:50"
+        );
+        for client in [&mut slow, &mut steady] {
+            for i in 0..50 {
+                assert_eq!(text(client).await, format!("{i}:"));
+            }
+        }
+        assert_eq!(ask(&mut slow, "echo:alive").await, "alive");
+        assert_eq!(host.stats().live_websockets(), 3, "nobody was cut off");
+    })
+    .await;
+}
+
 /// Under the drop policy, a subscriber that stops reading loses messages but stays connected,
 /// and the drops are counted in the log.
 #[tokio::test]
