@@ -321,13 +321,16 @@ mod tests {
     fn defaults_and_quick() {
         let full = parse(&[]).unwrap().unwrap();
         assert_eq!(full.measure, Duration::from_secs(5));
-        assert_eq!(full.sections().len(), 8);
+        assert_eq!(full.sections().len(), 9);
         assert_eq!(full.hibernated_sessions(), vec![10_000, 100_000]);
         assert!(full.files_needed() > 100_000);
         let quick = parse(&["--quick"]).unwrap().unwrap();
         assert_eq!(quick.measure, Duration::from_secs(1));
         let longer = parse(&["--quick", "--seconds", "3"]).unwrap().unwrap();
         assert_eq!(longer.measure, Duration::from_secs(3));
+        let crosshost = parse(&["--only", "crosshost"]).unwrap().unwrap();
+        assert_eq!(crosshost.sections(), vec![Section::Crosshost]);
+        assert!(crosshost.files_needed() > 10_000);
     }
 
     #[test]
