@@ -10,6 +10,10 @@ use switchyard_tests::{TestHost, bounded, eventually};
 use super::{LOG_WAIT, ask, next_message, open, text};
 
 const SIDECAR: &str = "[limits]\nhibernate_after_ms = 200\n";
+/// How often a connection kept busy through a reload asks again (well inside its 1.5 s idle time).
+const RELOAD_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+/// Polls before a reload counts as lost: 30 s at [`RELOAD_POLL`].
+const RELOAD_POLLS: u32 = 150;
 
 /// Waits until no managed connection holds an instance.
 async fn all_hibernated(host: &TestHost) {
@@ -80,8 +84,21 @@ async fn after_a_reload_events_move_to_the_new_version_at_the_next_wake() {
         let (mut client, _) = open(&host, "/managed?attach=kept").await;
         assert_eq!(ask(&mut client, "version?").await, "version:managed-1");
         host.install_plugin("echo", "managed");
-        host.wait_for_log(&["plugin=managed", "plugin reloaded"], LOG_WAIT)
-            .await;
+        // Keep the connection busy while the new version compiles (slow on a loaded machine),
+        // so it cannot hibernate before the reload lands: every answer resets its idle clock.
+        let reloaded = |host: &TestHost| {
+            host.log_lines()
+                .iter()
+                .any(|line| line.contains("plugin=managed") && line.contains("plugin reloaded"))
+        };
+        for _ in 0..RELOAD_POLLS {
+            if reloaded(&host) {
+                break;
+            }
+            assert_eq!(ask(&mut client, "version?").await, "version:managed-1");
+            tokio::time::sleep(RELOAD_POLL).await;
+        }
+        assert!(reloaded(&host), "the plugin was not reloaded in time");
         // Still awake: the old version answers.
         assert_eq!(ask(&mut client, "version?").await, "version:managed-1");
         all_hibernated(&host).await;
