@@ -456,7 +456,13 @@ fn write_locked(state: &mut State) -> Flushed {
         let Some(socket) = &state.socket else {
             return Flushed::Failed(std::io::ErrorKind::NotConnected.into());
         };
-        let mut written = match try_write_all_parts(socket, &state.frames) {
+        // One frame waiting (the common case): a plain write of it, with no array of slices
+        // to set up.
+        let tried = match state.frames.front() {
+            Some(frame) if state.frames.len() == 1 => try_write(socket, frame.parts()),
+            _ => try_write_all_parts(socket, &state.frames),
+        };
+        let mut written = match tried {
             Ok(written) => written,
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                 return Flushed::Blocked;
