@@ -9,10 +9,12 @@
 //!
 //! Once the connection's socket is attached ([`Outbox::attach`]), a frame pushed into an empty
 //! outbox is written to the socket at once, by whoever pushes it, if the socket takes it
-//! without waiting: a publish to 10,000 subscribers is 10,000 non-blocking writes from the
-//! publisher, not 10,000 task wake-ups. Only what the socket does not take is queued, and
-//! then the connection's writer is woken to write it ([`Outbox::write_queued`], under the same
-//! lock, as soon as the socket can take more). Nothing is written directly while anything is
+//! without waiting. A publish's frame ([`Outbox::push_shared`]) is only queued, and written by
+//! the [`Outbox::flush`] the topic registry's flusher makes right after: a publish to 10,000
+//! subscribers is 10,000 non-blocking writes from one task, not 10,000 task wake-ups, and not
+//! the publisher's CPU time. What the socket does not take stays queued, and then the
+//! connection's writer is woken to write it ([`Outbox::write_queued`], under the same lock, as
+//! soon as the socket can take more). Nothing is written directly while anything is
 //! queued, so frames reach the wire in the order they were pushed. Without a socket (before it
 //! is attached, or a connection that is not plain TCP) every frame is queued and the writer
 //! takes them out in batches ([`Outbox::next_batch`]), so a burst of publishes becomes one
@@ -456,7 +458,13 @@ fn write_locked(state: &mut State) -> Flushed {
         let Some(socket) = &state.socket else {
             return Flushed::Failed(std::io::ErrorKind::NotConnected.into());
         };
-        let mut written = match try_write_all_parts(socket, &state.frames) {
+        // One frame waiting (the common case): a plain write of it, with no array of slices
+        // to set up.
+        let tried = match state.frames.front() {
+            Some(frame) if state.frames.len() == 1 => try_write(socket, frame.parts()),
+            _ => try_write_all_parts(socket, &state.frames),
+        };
+        let mut written = match tried {
             Ok(written) => written,
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
                 return Flushed::Blocked;

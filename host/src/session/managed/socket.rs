@@ -6,9 +6,10 @@
 //! with everything else, so a client that floods pings and never reads cannot grow memory.
 //!
 //! Writing: on a plain TCP connection (always, behind hyper's HTTP/1 server) the write half is
-//! shared with the outbox ([`Writer::Direct`]): whoever pushes a frame into an empty outbox
-//! writes it at once if the socket takes it, and [`write_outbox`] only writes what the socket
-//! did not take, when it can take more. Any other stream ([`Writer::Stream`]) is written by
+//! shared with the outbox ([`Writer::Direct`]): a send or control frame pushed into an empty
+//! outbox is written at once if the socket takes it, a publish's frames by the topics' flusher
+//! right after the publish, and [`write_outbox`] only writes what the socket did not take,
+//! when it can take more. Any other stream ([`Writer::Stream`]) is written by
 //! [`write_outbox`] alone, in batches, with vectored writes, so a burst of messages or
 //! publishes costs one system call.
 
