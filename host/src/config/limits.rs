@@ -169,7 +169,7 @@ pub const HOST: &[Limit<Limits>] = &[
         default: Preset::Value(1_000),
         min: 1,
         max: MAX_COUNT,
-        what: "managed WebSocket connections holding a live instance (not hibernated), host-wide; the instance pool is sized for them plus `--max-sessions`",
+        what: "managed WebSocket connections holding a live instance (not hibernated), host-wide; both engines' instance pools are sized for them (the concurrent engine's also for `--max-sessions`)",
         exceeded: "a new connection hibernates right after `on-open`; one that must wake waits for a slot (up to 5 s, while awake connections between events hibernate early), then is closed with `1013`",
         set: |limits, value| limits.max_awake_websockets = count(value),
     },
