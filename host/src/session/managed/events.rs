@@ -275,15 +275,7 @@ impl Guest {
             self.awake = Some(Box::pin(self.wake_up(event)).await?);
         }
         match &mut self.awake {
-            Some(awake) => {
-                // The deadline moved one tick ahead of now: the one left from the last call has
-                // long passed on a connection that waited for its client, and guest code would
-                // otherwise stop at its first instruction to run the epoch callback, only to
-                // be told to continue (on a busy echo, once per message). A loop is still
-                // reached at the next tick and measured against its budgets there.
-                awake.instance.store.set_epoch_deadline(1);
-                Ok(&mut awake.instance)
-            }
+            Some(awake) => Ok(&mut awake.instance),
             None => Err(EventFailure::PluginRemoved { event }),
         }
     }
