@@ -59,6 +59,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// answer those bytes with a reset that could destroy the close frame before the client read
 /// it.
 const LINGER: Duration = Duration::from_secs(1);
+/// How many reads in a row the connection's task makes, while the socket stays readable,
+/// before it looks at its other wake-ups (its writer's end, shutdown, a nudge, its timer) first
+/// once. Bounds how long a client that keeps the socket readable delays them: at most this many
+/// messages.
+const READS_BEFORE_CHECKING: u32 = 16;
 /// Close codes (RFC 6455 §7.4.1) the host uses.
 mod code {
     pub(super) const GOING_AWAY: u16 = 1001;
@@ -374,6 +379,7 @@ impl Session<'_> {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed = None;
+        let mut reads_in_a_row = 0u32;
         loop {
             if let Phase::Open = phase
                 && let Some(request) = connection.take_close()
@@ -389,26 +395,17 @@ impl Session<'_> {
                 armed = Some(due);
             }
             let open = matches!(phase, Phase::Open);
+            let read_first = reads_in_a_row < READS_BEFORE_CHECKING;
             tokio::select! {
                 biased;
-                // Cancel safety: the writing future lives outside the loop and is never
-                // dropped early; once finished it is not polled again.
-                (end, writer) = &mut writing, if written.is_none() => {
-                    phase = writer_stopped(&end, phase);
-                    written = Some((end, writer));
-                }
-                // Cancel safety: both futures live outside the loop.
-                () = &mut stopping, if open => {
-                    phase = start_close(&mut ws, code::GOING_AWAY, "server shutting down".into()).await;
-                }
-                // A close was asked for (taken at the top of the loop), or others wait for
-                // an awake slot.
-                () = &mut nudged, if open => {
-                    nudged.set(connection.nudge.notified());
-                    hibernate_if_wanted(guest);
-                }
+                // Read first: a wake-up is nearly always the client's bytes, and each branch
+                // polled before this one (the writer, the shutdown token, the nudge: a lock
+                // each) would be polled in vain once per message. Every
+                // `READS_BEFORE_CHECKING` reads in a row, the others go first, so a client that
+                // keeps the socket readable cannot keep the host from seeing them.
                 // Cancel safety: `WebSocketStream::next` keeps partial frames (documented).
-                received = ws.next() => {
+                received = ws.next(), if read_first => {
+                    reads_in_a_row += 1;
                     let now = Instant::now();
                     clock.last_received = now;
                     clock.pinged = false;
@@ -418,10 +415,33 @@ impl Session<'_> {
                         done @ Phase::Done(_) => done,
                     };
                 }
+                // Cancel safety: the writing future lives outside the loop and is never
+                // dropped early; once finished it is not polled again.
+                (end, writer) = &mut writing, if written.is_none() => {
+                    reads_in_a_row = 0;
+                    phase = writer_stopped(&end, phase);
+                    written = Some((end, writer));
+                }
+                // Cancel safety: both futures live outside the loop.
+                () = &mut stopping, if open => {
+                    reads_in_a_row = 0;
+                    phase = start_close(&mut ws, code::GOING_AWAY, "server shutting down".into()).await;
+                }
+                // A close was asked for (taken at the top of the loop), or others wait for
+                // an awake slot.
+                () = &mut nudged, if open => {
+                    reads_in_a_row = 0;
+                    nudged.set(connection.nudge.notified());
+                    hibernate_if_wanted(guest);
+                }
                 () = &mut timer => {
+                    reads_in_a_row = 0;
                     armed = None;
                     phase = on_timer(phase, &mut ws, guest, limits, &mut clock).await;
                 }
+                // The others were checked and none is ready: reading resumes (the socket's
+                // bytes may be in tungstenite's buffer already, which no wake-up announces).
+                () = std::future::ready(()), if !read_first => reads_in_a_row = 0,
             }
         }
         let Phase::Done(end) = phase else {
