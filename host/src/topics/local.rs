@@ -239,6 +239,7 @@ impl TopicBackend for LocalTopics {
 mod tests {
     use bytes::Bytes;
 
+    use super::super::outbox::tests::socket_pair;
     use super::super::{Batch, Flushed, Overflow};
     use super::*;
 
@@ -331,20 +332,6 @@ mod tests {
         topics.unsubscribe("chat", "room", 2);
         assert_eq!(topics.subscribers("chat", "room"), 0);
         assert!(topics.registry.read().is_empty());
-    }
-
-    /// A connected pair on loopback: the write half of a stream with a small send buffer, for
-    /// an outbox, and its peer.
-    async fn socket_pair() -> (Arc<super::super::Socket>, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_send_buffer_size(4096).unwrap();
-        let (connected, accepted) = tokio::join!(
-            socket.connect(listener.local_addr().unwrap()),
-            listener.accept()
-        );
-        let (_read, write) = connected.unwrap().into_split();
-        (Arc::new(write), accepted.unwrap().0)
     }
 
     /// With sockets attached, the flusher writes a publish to every subscriber's socket (no

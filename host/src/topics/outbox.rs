@@ -519,7 +519,7 @@ fn fits(state: &State, len: usize, limit: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A frame split into a header and a shared payload advances across both parts.
@@ -539,7 +539,7 @@ mod tests {
 
     /// A connected pair on loopback: the outbox's socket (the write half of a stream with a
     /// small send buffer, so a reader that does not read soon holds it up), and its peer.
-    async fn socket_pair() -> (Arc<Socket>, tokio::net::TcpStream) {
+    pub(in crate::topics) async fn socket_pair() -> (Arc<Socket>, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_send_buffer_size(4096).unwrap();
