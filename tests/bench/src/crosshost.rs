@@ -237,19 +237,7 @@ fn print_fanout(members: usize, one_host: &FanoutFigures, split: &FanoutFigures)
     };
     table.row(row("one host (local topics)", one_host));
     let mut cells = row("two hosts + Redis", split);
-    cells.extend([
-        report::ratio(ratio),
-        if at_target {
-            format!("≥ {RATE_TARGET:.1}")
-        } else {
-            format!("(≥ {RATE_TARGET:.1})")
-        },
-        if at_target {
-            report::verdict(ratio >= RATE_TARGET)
-        } else {
-            String::new()
-        },
-    ]);
+    cells.extend(report::ratio_at_least(ratio, RATE_TARGET, at_target));
     table.row(cells);
     table.note(format!(
         "split: half the members on each host, the publisher on A; the set-ups took turns in \

@@ -310,22 +310,8 @@ fn print(rows: &[Row]) {
             Err(_) => ("–".to_owned(), String::new(), String::new()),
         };
         let mut host = figures(&members, "host (fanout plugin)", &row.host);
-        host.extend([
-            report::ratio(ratio),
-            if at_target {
-                format!("≥ {RATE_TARGET:.1}")
-            } else {
-                format!("(≥ {RATE_TARGET:.1})")
-            },
-            if at_target {
-                report::verdict(ratio >= RATE_TARGET)
-            } else {
-                String::new()
-            },
-            node_ratio,
-            node_target,
-            node_verdict,
-        ]);
+        host.extend(report::ratio_at_least(ratio, RATE_TARGET, at_target));
+        host.extend([node_ratio, node_target, node_verdict]);
         table.row(host);
         table.row(figures(&members, "native", &row.native));
         match &row.node {

@@ -128,6 +128,20 @@ pub(crate) fn verdict(met: bool) -> String {
     if met { "ok" } else { "MISS" }.to_owned()
 }
 
+/// The three cells of a ratio with a lower bound: the ratio, the bound, and the verdict. Where
+/// the bound does not apply to the row (`applies` false) it is shown in brackets, unjudged.
+pub(crate) fn ratio_at_least(value: f64, target: f64, applies: bool) -> [String; 3] {
+    if applies {
+        [
+            ratio(value),
+            format!("≥ {target:.1}"),
+            verdict(value >= target),
+        ]
+    } else {
+        [ratio(value), format!("(≥ {target:.1})"), String::new()]
+    }
+}
+
 /// The median of some durations (the upper one of an even count); zero if there are none.
 pub(crate) fn median(durations: &[Duration]) -> Duration {
     let mut sorted = durations.to_vec();
