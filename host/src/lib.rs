@@ -27,11 +27,14 @@
 //! - [`topics`]: publish once, deliver to every subscribed connection of the same plugin: the
 //!   backend trait, the in-process registry, each connection's bounded outbox, and
 //!   `topics::redis`, which shares topics with other hosts through Redis (`--pubsub`).
+//! - [`observe`]: what the operator sees: per-plugin and host-wide counters, rendered for
+//!   Prometheus on the admin listener (`/metrics`, `/healthz`, `/readyz`), and the access log.
 //! - `ratelimit`: at most so many log lines a second for what an attacker can make us log.
 
 pub mod config;
 mod engine;
 mod http;
+pub mod observe;
 mod plugins;
 mod ratelimit;
 mod server;

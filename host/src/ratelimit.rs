@@ -2,7 +2,8 @@
 //! that an attacker can make the host write (a plugin's own output, warnings about refused
 //! requests), so a flood costs the log a bounded number of lines plus a count.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::{HOST_WARNINGS_BURST, HOST_WARNINGS_PER_SEC};
@@ -22,6 +23,8 @@ pub(crate) struct LogRateLimit {
     per_sec: f64,
     burst: f64,
     bucket: Mutex<Bucket>,
+    /// Every event left out since start, for `/metrics` (never reset, unlike the bucket's).
+    dropped: Option<Arc<AtomicU64>>,
 }
 
 #[derive(Debug)]
@@ -43,7 +46,14 @@ impl LogRateLimit {
                 refilled: Instant::now(),
                 suppressed: 0,
             }),
+            dropped: None,
         }
+    }
+
+    /// The same limit, also adding every event it leaves out to `dropped`.
+    pub(crate) fn counting_into(mut self, dropped: Arc<AtomicU64>) -> Self {
+        self.dropped = Some(dropped);
+        self
     }
 
     /// Takes a token for one event if there is one.
@@ -60,6 +70,9 @@ impl LogRateLimit {
             }
         } else {
             bucket.suppressed = bucket.suppressed.saturating_add(1);
+            if let Some(dropped) = &self.dropped {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
             Verdict::Suppress
         }
     }

@@ -72,6 +72,10 @@ pub struct HostConfig {
     pub reload_debounce: Duration,
     /// Where topics live: this process only, or shared through Redis with other hosts.
     pub pubsub: pubsub::PubSubConfig,
+    /// Where the admin listener (`/metrics`, `/healthz`, `/readyz`) accepts; `None`: off.
+    pub admin_listen: Option<SocketAddr>,
+    /// Whether to write an access-log line per request and per ended session.
+    pub access_log: bool,
 }
 
 impl HostConfig {
@@ -82,6 +86,8 @@ impl HostConfig {
             listen,
             reload_debounce: DEFAULT_RELOAD_DEBOUNCE,
             pubsub: pubsub::PubSubConfig::default(),
+            admin_listen: None,
+            access_log: false,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 use tracing::Instrument as _;
@@ -20,6 +20,8 @@ use crate::http::guest_response::{self, Body, host_response};
 use crate::http::intake;
 use crate::http::request_path;
 use crate::http::upgrade::{self, ClientOffer, UpgradeRefused};
+use crate::observe::access_log;
+use crate::observe::metrics;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::plugins::registry::Registry;
 use crate::ratelimit::{HostWarnings, limited_warn};
@@ -47,30 +49,75 @@ pub(crate) struct Dispatcher {
     pub(crate) managed: Arc<managed::Hooks>,
     /// The span the server was started in, which managed WebSockets' spans descend from.
     pub(crate) host_span: tracing::Span,
+    /// Whether to write an access-log line per request (`--access-log`).
+    pub(crate) access_log: bool,
 }
 
 impl Dispatcher {
     /// Answers `request`. Never fails: errors are answered with a status.
     pub(crate) async fn serve(
         self: Arc<Self>,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        // Kept only when the access log wants them: the request itself is consumed.
+        let logged = self.access_log.then(|| {
+            (
+                request.method().clone(),
+                request.uri().clone(),
+                request.version(),
+            )
+        });
+        let (response, served) = self.route(request).await;
+        let status = response.status().as_u16();
+        let bytes_out = response.body().size_hint().exact().unwrap_or(0);
+        if let Some((plugin, _)) = &served {
+            let metrics = plugin.metrics();
+            metrics.count_response(status);
+            metrics::add(&metrics.bytes_out, bytes_out);
+        }
+        if let Some((method, uri, version)) = logged {
+            access_log::request(&access_log::RequestLine {
+                method: method.as_str(),
+                path: uri.path(),
+                status,
+                plugin: served
+                    .as_ref()
+                    .map(|(plugin, _)| (plugin.name(), plugin.version())),
+                version,
+                duration: started.elapsed(),
+                bytes_in: served.as_ref().map_or(0, |(_, bytes_in)| *bytes_in),
+                bytes_out,
+            });
+        }
+        Ok(response)
+    }
+
+    /// Routes `request` to its plugin and answers it; says which plugin answered and how many
+    /// body bytes it was given, for the metrics and the access log.
+    async fn route(
+        &self,
+        mut request: Request<Incoming>,
+    ) -> (Response<Body>, Option<(Arc<LoadedPlugin>, u64)>) {
         if let Some(refused) = intake::check_head(&request, &self.limits) {
-            return Ok(refused);
+            return (refused, None);
         }
         // Routing and the plugin both use the normalised path, so they cannot disagree.
         let path = match request_path::normalize(request.uri().path()) {
             Ok(path) => path,
             Err(err) => {
                 tracing::debug!(target = %request.uri(), "bad request path: {err}");
-                return Ok(host_response(StatusCode::BAD_REQUEST, &err.to_string()));
+                return (
+                    host_response(StatusCode::BAD_REQUEST, &err.to_string()),
+                    None,
+                );
             }
         };
         let Some(plugin) = self.registry.route(&path) else {
-            return Ok(host_response(
-                StatusCode::NOT_FOUND,
-                "no plugin serves this path",
-            ));
+            return (
+                host_response(StatusCode::NOT_FOUND, "no plugin serves this path"),
+                None,
+            );
         };
         // Must be taken before the body is consumed: it owns the connection after a 101.
         let on_upgrade = hyper::upgrade::on(&mut request);
@@ -90,14 +137,19 @@ impl Dispatcher {
         let answered = async {
             let body = match intake::read_body(body, &self.limits).await {
                 Ok(body) => body,
-                Err(response) => return response,
+                Err(response) => return (response, 0),
             };
+            let bytes_in = body.len() as u64;
+            metrics::add(&plugin.metrics().bytes_in, bytes_in);
             let offer = ClientOffer::from_request(&parts);
             let request = guest_request(&parts, path, body);
-            self.answer(plugin, request, &parts, offer, on_upgrade)
-                .await
+            let response = self
+                .answer(plugin.clone(), request, &parts, offer, on_upgrade)
+                .await;
+            (response, bytes_in)
         };
-        Ok(answered.instrument(span).await)
+        let (response, bytes_in) = answered.instrument(span).await;
+        (response, Some((plugin, bytes_in)))
     }
 
     /// Runs the plugin's `handle` and turns its answer into the response.
@@ -148,7 +200,11 @@ impl Dispatcher {
                 return busy();
             }
         };
-        let realtime = RealtimeCtx::new(self.hub.scope(plugin.name()), plugin.limits());
+        let realtime = RealtimeCtx::new(
+            self.hub.scope(plugin.name()),
+            plugin.limits(),
+            plugin.metrics_handle(),
+        );
         let mut instance = match plugin
             .instantiate_with(&self.stats.instances, realtime)
             .await
@@ -210,6 +266,7 @@ impl Dispatcher {
                             plugin,
                             _permit: permit,
                             shutdown: self.sessions.shutdown.clone(),
+                            access_log: self.access_log,
                         };
                         let session = session::run(instance, request, on_upgrade, context);
                         self.sessions.spawn(session.in_current_span());
@@ -318,8 +375,10 @@ async fn call_handle(
     // Two guards on one deadline: the epoch callback interrupts guest code that is running past
     // it (at its next tick, however long the run queue), the timeout covers a guest that waits.
     let cpu = &mut instance.store.data_mut().cpu;
-    cpu.set_handle_deadline(Instant::now().checked_add(deadline));
+    let started = Instant::now();
+    cpu.set_handle_deadline(started.checked_add(deadline));
     let answered = tokio::time::timeout(deadline, instance.handle(request)).await;
+    plugin.metrics().handle.observe(started.elapsed());
     instance.store.data_mut().cpu.set_handle_deadline(None);
     match answered {
         Ok(Ok(outgoing)) => Ok(outgoing),
@@ -327,6 +386,7 @@ async fn call_handle(
             Err(handle_overran(deadline))
         }
         Ok(Err(trap)) => {
+            metrics::add(&plugin.metrics().traps, 1);
             let reason = if instance.store.data().memory.refused {
                 " (its memory limit was reached)"
             } else {

@@ -6,11 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use tracing::Instrument as _;
 
 use crate::engine::runtime::Runtime;
+use crate::observe::metrics::{self, Metrics};
 use crate::plugins::plugin::{LoadedPlugin, one_line, plugin_name};
 use crate::plugins::registry::Registry;
 
@@ -31,17 +33,26 @@ pub(crate) struct Loader {
     /// Nothing about their files changes when that route frees up, so the loader retries them
     /// itself then.
     refused: Mutex<BTreeMap<String, String>>,
+    /// Every plugin's counters: each loaded version is given its plugin's, and loads, reloads
+    /// and failures are counted here.
+    metrics: Arc<Metrics>,
 }
 
 impl Loader {
     /// A loader for the plugins in `dir`, serving them through `registry`.
-    pub(crate) fn new(runtime: Arc<Runtime>, registry: Arc<Registry>, dir: PathBuf) -> Self {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        dir: PathBuf,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             runtime,
             registry,
             dir,
             refreshing: tokio::sync::Mutex::new(()),
             refused: Mutex::new(BTreeMap::new()),
+            metrics,
         }
     }
 
@@ -121,6 +132,7 @@ impl Loader {
     ) -> Option<LoadedPlugin> {
         let runtime = self.runtime.clone();
         let path = wasm_path.to_owned();
+        let started = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || LoadedPlugin::load(&runtime, &path))
             .in_current_span()
             .await;
@@ -136,11 +148,17 @@ impl Loader {
                 return None;
             }
         };
+        let metrics = self.metrics.plugin(name);
+        metrics.load.observe(started.elapsed());
         match checked {
-            Ok(plugin) => Some(plugin),
+            Ok(mut plugin) => {
+                plugin.attach_metrics(metrics);
+                Some(plugin)
+            }
             // The name and path come from a file name, which may hold anything, line breaks
             // included: escaped, so the event stays one line.
             Err(err) => {
+                metrics::add(&metrics.load_failures, 1);
                 let kept = current.map_or("none", |p| p.version());
                 tracing::error!(
                     plugin = %name.escape_debug(),
@@ -164,6 +182,7 @@ impl Loader {
         let engine = plugin.engine();
         match self.registry.insert(plugin) {
             Ok(Some(previous)) => {
+                metrics::add(&previous.metrics().reloads, 1);
                 tracing::info!(
                     plugin = %name,
                     version = %version,
@@ -180,6 +199,7 @@ impl Loader {
                 None
             }
             Err(conflict) => {
+                metrics::add(&self.metrics.plugin(&name).load_failures, 1);
                 tracing::error!(plugin = %name, file = %wasm_path.display(), "plugin not loaded: {conflict}; it is retried when the route is free");
                 self.lock_refused().insert(name, conflict.route);
                 None

@@ -18,6 +18,7 @@ use crate::engine::runtime::{EngineKind, Runtime};
 use crate::engine::state::InstanceState;
 use crate::engine::world;
 use crate::http::gauge::{Gauge, GaugeGuard};
+use crate::observe::metrics::PluginMetrics;
 use crate::plugins::sidecar::{PluginSettings, check_segment};
 use crate::ratelimit::LogRateLimit;
 use crate::session::managed::imports::RealtimeCtx;
@@ -134,6 +135,8 @@ pub struct LoadedPlugin {
     origin: Origin,
     /// How many lines its instances' output may log, shared by all of them.
     log_limit: Arc<LogRateLimit>,
+    /// The plugin's counters (shared by all its versions), so counting needs no lookup.
+    metrics: Arc<PluginMetrics>,
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -209,7 +212,28 @@ impl LoadedPlugin {
             raw_upgrade,
             limits,
             log_limit: Arc::new(LogRateLimit::new(GUEST_LOG_LINES_PER_SEC, GUEST_LOG_BURST)),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Makes this version count into `metrics`, the counters of its plugin name: done once,
+    /// when the loader is about to serve it.
+    pub(crate) fn attach_metrics(&mut self, metrics: Arc<PluginMetrics>) {
+        self.log_limit = Arc::new(
+            LogRateLimit::new(GUEST_LOG_LINES_PER_SEC, GUEST_LOG_BURST)
+                .counting_into(metrics.guest_log_dropped.clone()),
+        );
+        self.metrics = metrics;
+    }
+
+    /// The counters of this plugin.
+    pub(crate) fn metrics(&self) -> &PluginMetrics {
+        &self.metrics
+    }
+
+    /// The counters of this plugin, to keep (e.g. by an instance's host functions).
+    pub(crate) fn metrics_handle(&self) -> Arc<PluginMetrics> {
+        self.metrics.clone()
     }
 
     /// The plugin's name: its file stem.

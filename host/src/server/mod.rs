@@ -25,6 +25,9 @@ use crate::engine::runtime::Runtime;
 use crate::http::admission::HostStats;
 use crate::http::dispatch::Dispatcher;
 use crate::http::gauge::GaugeGuard;
+use crate::observe::admin::{Admin, Health};
+use crate::observe::export::Sources;
+use crate::observe::metrics::Metrics;
 use crate::plugins::loader::Loader;
 use crate::plugins::registry::Registry;
 use crate::plugins::watcher::{self, FolderWatch};
@@ -61,6 +64,10 @@ pub struct Server {
     stop_connections: CancellationToken,
     /// Counters of cross-host delivery (all zero with the `local` backend).
     pubsub: Arc<PubSubStats>,
+    /// What `/healthz` and `/readyz` answer.
+    health: Arc<Health>,
+    /// The admin listener, if `--admin-listen` asked for one; started by `run`.
+    admin: Option<Admin>,
     /// Hot reload stays on as long as the server lives.
     _watch: FolderWatch,
 }
@@ -72,26 +79,49 @@ impl Server {
         let listener =
             bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let registry = Arc::new(Registry::default());
+        let metrics = Arc::new(Metrics::default());
         let loader = Arc::new(Loader::new(
             runtime.clone(),
             registry.clone(),
             config.plugins_dir.clone(),
+            metrics.clone(),
         ));
         // Watch before the first scan, so a plugin dropped in meanwhile is not missed.
         let watch = watcher::watch(loader.clone(), config.reload_debounce)?;
         loader.load_all().await?;
         let pubsub = Arc::new(PubSubStats::default());
         let topics = topic_backend(&config.pubsub, runtime.limits(), pubsub.clone())?;
+        let dispatcher = Arc::new(dispatcher(
+            registry.clone(),
+            topics,
+            runtime.limits(),
+            config.access_log,
+            Span::current(),
+        ));
+        let health = Arc::new(Health::new(matches!(
+            config.pubsub.backend,
+            PubSubBackend::Redis(_)
+        )));
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let sources = Sources {
+                    metrics,
+                    stats: dispatcher.stats.clone(),
+                    pubsub: pubsub.clone(),
+                    registry,
+                    instance_slots: runtime.limits().max_instances(),
+                };
+                Some(Admin::bind(addr, sources, health.clone()).await?)
+            }
+            None => None,
+        };
         Ok(Self {
             listener,
             http: http_settings(runtime.limits()),
-            dispatcher: Arc::new(dispatcher(
-                registry,
-                topics,
-                runtime.limits(),
-                Span::current(),
-            )),
+            dispatcher,
             pubsub,
+            health,
+            admin,
             connections: TaskTracker::new(),
             stop_connections: CancellationToken::new(),
             _watch: watch,
@@ -107,6 +137,11 @@ impl Server {
     /// (all zero with `--pubsub local`).
     pub fn pubsub_stats(&self) -> Arc<PubSubStats> {
         self.pubsub.clone()
+    }
+
+    /// The address of the admin listener (`/metrics`, `/healthz`, `/readyz`), if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(Admin::local_addr)
     }
 
     fn limits(&self) -> &Limits {
@@ -133,11 +168,20 @@ impl Server {
     /// draining (a second SIGTERM or Ctrl-C), the drain ends at once: the sessions still open
     /// are told to close and the host returns without waiting for them.
     pub async fn run_until_cut_short(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()>,
         cut_short: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "listening");
+        let stop_admin = CancellationToken::new();
+        if let Some(admin) = self.admin.take() {
+            if let Some(addr) = admin.local_addr() {
+                tracing::info!(%addr, "admin listener: /metrics, /healthz, /readyz");
+            }
+            tokio::spawn(admin.serve(stop_admin.clone()).in_current_span());
+        }
+        // The admin listener serves until everything has drained, reporting the shutdown.
+        let _stop_admin = stop_admin.drop_guard();
         tokio::pin!(shutdown);
         let max_connections = self.limits().max_connections();
         let mut refusals = RefusalLog::default();
@@ -158,6 +202,7 @@ impl Server {
                 () = &mut shutdown => break,
             }
         }
+        self.health.shutting_down();
         if refusals.pending() {
             refusals.report(max_connections);
         }
@@ -219,6 +264,7 @@ fn dispatcher(
     registry: Arc<Registry>,
     topics: Arc<dyn TopicBackend>,
     limits: &Limits,
+    access_log: bool,
     host_span: Span,
 ) -> Dispatcher {
     let stats = Arc::new(HostStats::default());
@@ -234,6 +280,7 @@ fn dispatcher(
         }),
         // Sessions and managed WebSockets are closed at the same moment of a shutdown.
         shutdown: sessions.shutdown.clone(),
+        access_log,
     });
     Dispatcher {
         registry,
@@ -244,6 +291,7 @@ fn dispatcher(
         hub: Arc::new(Hub::new(topics)),
         managed,
         host_span,
+        access_log,
     }
 }
 

@@ -19,6 +19,8 @@ use crate::config::PluginLimits;
 use crate::engine::bindings;
 use crate::engine::cpu::{CpuExceeded, Metered, SessionCpu};
 use crate::http::admission::SessionPermit;
+use crate::observe::access_log;
+use crate::observe::metrics::{self, EndReason, SessionKind};
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use pump::{Activity, ClientBytes, ClientSink, EndInput, OutputEnd};
 
@@ -50,6 +52,8 @@ pub(crate) struct SessionContext {
     pub(crate) _permit: SessionPermit,
     /// Cancelled when the host shuts down and the drain timeout has passed.
     pub(crate) shutdown: CancellationToken,
+    /// Whether to write an access-log line when the session ends.
+    pub(crate) access_log: bool,
 }
 
 /// Why a session ended.
@@ -75,6 +79,21 @@ enum SessionEnd {
     Trap(anyhow::Error),
     /// The host shut down.
     Shutdown,
+}
+
+impl SessionEnd {
+    /// The metric label of this end.
+    fn reason(&self) -> EndReason {
+        match self {
+            Self::GuestFinished => EndReason::Plugin,
+            Self::ClientClosed => EndReason::Client,
+            Self::ClientGone => EndReason::ClientGone,
+            Self::HandshakeTimeout | Self::Idle(_) | Self::MaxDuration(_) => EndReason::Timeout,
+            Self::Cpu(_) | Self::Memory => EndReason::Limit,
+            Self::Trap(_) => EndReason::Trap,
+            Self::Shutdown => EndReason::Shutdown,
+        }
+    }
 }
 
 impl std::fmt::Display for SessionEnd {
@@ -111,15 +130,16 @@ pub(crate) async fn run(
         limits.session_cpu_budget,
         limits.run_cpu_limit,
     ));
+    plugin.metrics().session_started(SessionKind::Raw);
+    let activity = Arc::new(Activity::new());
     let end = match tokio::time::timeout(limits.handshake_timeout, on_upgrade).await {
         Ok(Ok(upgraded)) => {
             let (early, reader, writer) = pump::split(upgraded);
-            let activity = Arc::new(Activity::new());
             let io = SessionIo {
                 early,
                 reader,
                 writer,
-                activity,
+                activity: activity.clone(),
             };
             drive(&mut instance, request, io, &limits, &cpu, &context.shutdown).await
         }
@@ -130,7 +150,31 @@ pub(crate) async fn run(
         Err(_elapsed) => SessionEnd::HandshakeTimeout,
     };
     let cpu_ms = cpu.spent().as_millis() as u64;
-    let duration_ms = started.elapsed().as_millis() as u64;
+    let duration = started.elapsed();
+    let duration_ms = duration.as_millis() as u64;
+    let (bytes_in, bytes_out) = activity.bytes();
+    let metrics = plugin.metrics();
+    metrics.session_ended(SessionKind::Raw, end.reason());
+    if matches!(end, SessionEnd::Trap(_)) {
+        metrics::add(&metrics.traps, 1);
+    }
+    metrics::add(&metrics.bytes_in, bytes_in);
+    metrics::add(&metrics.bytes_out, bytes_out);
+    metrics::add(
+        &metrics.cpu_nanos,
+        u64::try_from(cpu.spent().as_nanos()).unwrap_or(u64::MAX),
+    );
+    if context.access_log {
+        access_log::session(&access_log::SessionLine {
+            plugin: plugin.name(),
+            version: plugin.version(),
+            kind: SessionKind::Raw,
+            duration,
+            bytes_in,
+            bytes_out,
+            reason: end.reason(),
+        });
+    }
     match &end {
         SessionEnd::GuestFinished
         | SessionEnd::ClientClosed

@@ -70,6 +70,10 @@ pub(crate) struct Activity {
     /// Milliseconds after `started` when bytes last moved either way.
     last_active_ms: AtomicU64,
     client_closed: AtomicBool,
+    /// Bytes from the client given to the guest, for the metrics and the access log.
+    bytes_in: AtomicU64,
+    /// Bytes from the guest written to the client.
+    bytes_out: AtomicU64,
 }
 
 impl Activity {
@@ -78,7 +82,17 @@ impl Activity {
             started: Instant::now(),
             last_active_ms: AtomicU64::new(0),
             client_closed: AtomicBool::new(false),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
         }
+    }
+
+    /// Bytes moved so far: (from the client, to the client).
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        )
     }
 
     fn touch(&self) {
@@ -194,6 +208,9 @@ impl<D> StreamProducer<D> for ClientBytes {
             let n = target.len().min(self.early.len());
             target[..n].copy_from_slice(&self.early[..n]);
             direct.mark_written(n);
+            self.activity
+                .bytes_in
+                .fetch_add(n as u64, Ordering::Relaxed);
             self.early.advance(n);
             if self.early.is_empty() {
                 // Let go of hyper's read buffer, which the early bytes were a view of.
@@ -212,6 +229,9 @@ impl<D> StreamProducer<D> for ClientBytes {
                     return self.ended();
                 }
                 direct.mark_written(n);
+                self.activity
+                    .bytes_in
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 self.activity.touch();
                 Poll::Ready(Ok(StreamResult::Completed))
             }
@@ -326,6 +346,9 @@ impl<D> StreamConsumer<D> for ClientSink {
             Poll::Ready(Ok(0)) => self.client_gone(&io::ErrorKind::WriteZero.into()),
             Poll::Ready(Ok(n)) => {
                 src.mark_read(n);
+                self.activity
+                    .bytes_out
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 self.activity.touch();
                 self.poll_flush(cx, finish)
             }

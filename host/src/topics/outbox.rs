@@ -175,6 +175,8 @@ struct State {
     dropped: u64,
     /// Data frames taken since the start, for the connection's log line.
     queued: u64,
+    /// Bytes of those frames (as framed on the wire), for the metrics and the access log.
+    queued_bytes: u64,
 }
 
 impl Outbox {
@@ -219,6 +221,7 @@ impl Outbox {
             return self.overflow(state);
         }
         state.queued += 1;
+        state.queued_bytes += frame.len() as u64;
         let was_empty = state.frames.is_empty();
         let flusher_writes = state.socket.is_some();
         state.bytes = state.bytes.saturating_add(frame.len());
@@ -258,6 +261,7 @@ impl Outbox {
             return Err(Refused::Full);
         }
         state.queued += 1;
+        state.queued_bytes += frame.len() as u64;
         self.take(state, frame);
         Ok(())
     }
@@ -290,6 +294,7 @@ impl Outbox {
         }
         if data {
             state.queued += 1;
+            state.queued_bytes += frame.len() as u64;
         }
         self.take(state, frame);
         Pushed::Queued
@@ -420,6 +425,11 @@ impl Outbox {
     /// Data frames taken since the outbox was made (written or queued).
     pub fn queued(&self) -> u64 {
         self.lock().queued
+    }
+
+    /// Bytes of the data frames taken since the outbox was made, headers included.
+    pub fn queued_bytes(&self) -> u64 {
+        self.lock().queued_bytes
     }
 
     /// Whether the outbox was cut off for falling behind (under [`Overflow::Close`]).

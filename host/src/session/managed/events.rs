@@ -168,6 +168,11 @@ impl Guest {
             .is_some_and(|awake| awake.slot.is_none() || self.wake.awake.wanted())
     }
 
+    /// The plugin version the connection's events run on (or last ran on).
+    pub(crate) fn plugin(&self) -> &LoadedPlugin {
+        &self.plugin
+    }
+
     /// The version the connection's events run on (or last ran on).
     pub(crate) fn version(&self) -> &str {
         self.plugin.version()
@@ -295,7 +300,11 @@ impl Guest {
                     "every awake slot (--max-awake-websockets) stayed taken for {WAKE_WAIT:?}"
                 ),
             })?;
-        let realtime = RealtimeCtx::new(self.scope.clone(), current.limits());
+        let realtime = RealtimeCtx::new(
+            self.scope.clone(),
+            current.limits(),
+            current.metrics_handle(),
+        );
         let mut instance = match current
             .instantiate_with(&self.wake.stats.instances, realtime)
             .await

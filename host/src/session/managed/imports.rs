@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::PluginLimits;
 use crate::engine::bindings::{self, GuestError, Message, connections, topics, types};
+use crate::observe::metrics::{self, PluginMetrics};
 use crate::ratelimit::limited_warn;
 use crate::session::managed::frames;
 use crate::session::managed::registry::{CloseRequest, Connection, Joined, PluginScope};
@@ -27,16 +28,23 @@ pub(crate) struct RealtimeCtx {
     /// What this instance's version may publish.
     max_message_bytes: usize,
     max_topic_bytes: usize,
+    /// The plugin's counters: publishes, deliveries and drops are counted here.
+    metrics: Arc<PluginMetrics>,
 }
 
 impl RealtimeCtx {
     /// A context for an instance of the plugin owning `scope`, publishing within `limits`.
-    pub(crate) fn new(scope: Arc<PluginScope>, limits: &PluginLimits) -> Self {
+    pub(crate) fn new(
+        scope: Arc<PluginScope>,
+        limits: &PluginLimits,
+        metrics: Arc<PluginMetrics>,
+    ) -> Self {
         Self {
             scope: Some(scope),
             own: None,
             max_message_bytes: limits.max_message_bytes,
             max_topic_bytes: limits.max_topic_bytes,
+            metrics,
         }
     }
 
@@ -162,6 +170,9 @@ impl topics::Host for RealtimeCtx {
         };
         // Framed once; every subscriber's outbox shares these bytes.
         let delivery = scope.publish(&topic, frames::data_frame(message));
+        metrics::add(&self.metrics.topic_publishes, 1);
+        metrics::add(&self.metrics.topic_deliveries, delivery.queued as u64);
+        metrics::add(&self.metrics.topic_drops, delivery.dropped as u64);
         if delivery.dropped > 0 {
             limited_warn!(
                 scope.overflow_log,

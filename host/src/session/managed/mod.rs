@@ -38,6 +38,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::PluginLimits;
 use crate::engine::bindings::MessageRef;
 use crate::http::gauge::GaugeGuard;
+use crate::observe::{
+    self,
+    metrics::{EndReason, PluginMetrics, SessionKind},
+};
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::session::pump;
 use awake::AwakeSlot;
@@ -94,6 +98,8 @@ pub(crate) struct Hooks {
     pub(crate) wake: Arc<WakeContext>,
     /// Cancelled when the drain timeout has passed at shutdown: connections close with 1001.
     pub(crate) shutdown: CancellationToken,
+    /// Whether to write an access-log line when a connection ends.
+    pub(crate) access_log: bool,
 }
 
 /// Who started the close, and with what.
@@ -132,6 +138,8 @@ enum End {
 struct Traffic {
     opened: Instant,
     messages_in: u64,
+    /// Payload bytes of those messages.
+    bytes_in: u64,
 }
 
 /// Runs one managed connection from the `101` to its end.
@@ -157,7 +165,9 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
     let mut traffic = Traffic {
         opened: Instant::now(),
         messages_in: 0,
+        bytes_in: 0,
     };
+    plugin_metrics_of(&guest).session_started(SessionKind::Managed);
     let end = match open_socket(on_upgrade, &limits, &connection).await {
         Ok((ws, writer)) => {
             let session = Session {
@@ -185,6 +195,56 @@ pub(crate) async fn run(accepted: Accepted, on_upgrade: OnUpgrade, hooks: Arc<Ho
     }
     guest.hibernate();
     log_end(&end, &connection, &traffic, &guest);
+    count_end(&end, &connection, &traffic, &guest, hooks.access_log);
+}
+
+fn plugin_metrics_of(guest: &Guest) -> &PluginMetrics {
+    guest.plugin().metrics()
+}
+
+/// Counts the ended connection in its plugin's metrics, and writes its access-log line.
+fn count_end(
+    end: &End,
+    connection: &Connection,
+    traffic: &Traffic,
+    guest: &Guest,
+    access_log: bool,
+) {
+    let reason = match end {
+        End::Closed(Closing::ByClient(..)) => EndReason::Client,
+        End::Closed(Closing::ByUs { code, .. }) if *code == code::GOING_AWAY => EndReason::Shutdown,
+        End::Closed(Closing::ByUs { .. }) => EndReason::Plugin,
+        End::ClientGone(_) => EndReason::ClientGone,
+        End::Failed { .. } => EndReason::Failed,
+        End::SlowConsumer { .. } => EndReason::Limit,
+        End::PluginFailed(EventFailure::Trap { .. }) => EndReason::Trap,
+        End::PluginFailed(_) => EndReason::Limit,
+        End::NotOpened(_) => EndReason::Timeout,
+    };
+    let metrics = plugin_metrics_of(guest);
+    metrics.session_ended(SessionKind::Managed, reason);
+    if reason == EndReason::Trap {
+        observe::metrics::add(&metrics.traps, 1);
+    }
+    let bytes_out = connection.outbox.queued_bytes();
+    observe::metrics::add(&metrics.bytes_in, traffic.bytes_in);
+    observe::metrics::add(&metrics.bytes_out, bytes_out);
+    observe::metrics::add(
+        &metrics.cpu_nanos,
+        u64::try_from(guest.cpu_spent().as_nanos()).unwrap_or(u64::MAX),
+    );
+    if access_log {
+        let plugin = guest.plugin();
+        observe::access_log::session(&observe::access_log::SessionLine {
+            plugin: plugin.name(),
+            version: plugin.version(),
+            kind: SessionKind::Managed,
+            duration: traffic.opened.elapsed(),
+            bytes_in: traffic.bytes_in,
+            bytes_out,
+            reason,
+        });
+    }
 }
 
 /// Waits for hyper to hand over the connection (within the handshake timeout), then sets up
@@ -548,6 +608,10 @@ async fn on_received(
         _ => return Phase::Open,
     };
     traffic.messages_in += 1;
+    traffic.bytes_in += match &lent {
+        MessageRef::Text(text) => text.len(),
+        MessageRef::Binary(bytes) => bytes.len(),
+    } as u64;
     clock.last_event = now;
     match guest.on_message(id, lent).await {
         Ok(()) => {
