@@ -73,8 +73,55 @@ pub(crate) struct ServeArgs {
         default_value = DEFAULT_PUBSUB_PREFIX
     )]
     pub(crate) pubsub_prefix: PubSubPrefix,
+    /// Address of the admin listener, serving `/metrics` (Prometheus), `/healthz` and `/readyz`;
+    /// never served on --listen. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin_listen: Option<SocketAddr>,
+    /// Write one log line per request and per ended session (target `switchyard::access`).
+    #[arg(long)]
+    pub(crate) access_log: bool,
+    /// How log lines are written: `text` for people, `json` (one object a line) for machines.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+    /// A TOML file whose keys are these flags without their dashes (`max-sessions = 5000`).
+    /// A flag given on the command line beats its environment variable, which beats the file.
+    #[arg(long, value_name = "FILE", env = "SWITCHYARD_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
+}
+
+/// The format of the host's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON format).
+    Json,
+}
+
+/// Parses the command line, then the config file it names (if any) under it: clap checks the
+/// file's values like typed flags. Prints clap's message and exits on a command-line error.
+pub(crate) fn parse() -> Result<Cli, switchyard_host::config::file::FileError> {
+    use clap::CommandFactory as _;
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = Cli::command().get_matches_from(&args);
+    if let Some(("serve", serve)) = matches.subcommand()
+        && let Some(path) = serve.get_one::<PathBuf>("config")
+    {
+        let command = Cli::command();
+        if let Some(serve_command) = command.find_subcommand("serve") {
+            args.extend(switchyard_host::config::file::arguments(
+                serve_command,
+                serve,
+                path,
+            )?);
+            // The file's flags come after the user's: still within `serve`.
+            let matches = Cli::command().get_matches_from(&args);
+            return Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit()));
+        }
+    }
+    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit()))
 }
 
 impl ServeArgs {

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser as _;
-use cli::{Cli, Command};
+use cli::{Cli, Command, LogFormat};
 use switchyard_host::{HostConfig, Runtime, Server};
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +17,15 @@ use tokio_util::sync::CancellationToken;
 const DEFAULT_LOG_FILTER: &str = "info,notify=warn";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging();
+    let cli = match cli::parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Command::Serve(args) = &cli.command;
+    init_logging(args.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -31,7 +37,7 @@ fn main() -> ExitCode {
 
 /// Logs to stdout, filtered by `RUST_LOG`. A filter that does not parse is not silently
 /// ignored: the host says so and logs at the default level.
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let requested = std::env::var("RUST_LOG")
         .ok()
@@ -43,10 +49,12 @@ fn init_logging() {
         },
         None => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
     };
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(filter)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
+        // Span fields (plugin, version, path) are flattened into each line's object.
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
     if let Some((value, err)) = rejected {
         tracing::warn!("ignoring RUST_LOG={value:?} ({err}); logging at {DEFAULT_LOG_FILTER:?}");
     }
@@ -63,6 +71,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             backend: args.pubsub.clone(),
             prefix: args.pubsub_prefix.clone(),
         };
+        config.admin_listen = args.admin_listen;
+        config.access_log = args.access_log;
         raise_open_file_limit(args.limits.0.max_connections());
         let mut runtime = Runtime::new(&args.limits.0)?;
         let cache_dir = match (args.no_cache, args.cache_dir) {

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use crate::metrics::Samples;
 use crate::{built_plugin, logs};
 
 /// Debounce used by test hosts: short, so reload tests are quick, but long enough to merge the
@@ -35,6 +36,9 @@ fn shared_runtime() -> Arc<Runtime> {
 pub struct TestHost {
     /// Where the host accepts connections.
     pub addr: std::net::SocketAddr,
+    /// Where its admin listener (`/metrics`, `/healthz`, `/readyz`) accepts: every test host
+    /// has one, as an operator's would.
+    pub admin: std::net::SocketAddr,
     /// Marker found in every log line this host writes.
     log_marker: String,
     /// Owns the folder; removed when the host is dropped.
@@ -103,7 +107,15 @@ impl TestHost {
         let dir = tempfile::tempdir().expect("creating a plugins folder");
         copy_built_plugins(dir.path(), plugins);
         let folder = dir.path().to_owned();
-        Self::start_serving_with(dir, folder, limits, pubsub).await
+        Self::start_serving_with(dir, folder, limits, pubsub, false).await
+    }
+
+    /// Starts a host serving the named built plugins with the access log on (`--access-log`).
+    pub async fn start_with_access_log(plugins: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("creating a plugins folder");
+        copy_built_plugins(dir.path(), plugins);
+        let folder = dir.path().to_owned();
+        Self::start_serving_with(dir, folder, None, PubSubConfig::default(), true).await
     }
 
     async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {
@@ -116,7 +128,7 @@ impl TestHost {
         plugins: PathBuf,
         limits: Option<Limits>,
     ) -> Self {
-        Self::start_serving_with(dir, plugins, limits, PubSubConfig::default()).await
+        Self::start_serving_with(dir, plugins, limits, PubSubConfig::default(), false).await
     }
 
     async fn start_serving_with(
@@ -124,6 +136,7 @@ impl TestHost {
         plugins: PathBuf,
         limits: Option<Limits>,
         pubsub: PubSubConfig,
+        access_log: bool,
     ) -> Self {
         logs::install();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -133,6 +146,8 @@ impl TestHost {
             HostConfig::new(plugins.clone(), "127.0.0.1:0".parse().expect("an address"));
         config.reload_debounce = TEST_RELOAD_DEBOUNCE;
         config.pubsub = pubsub;
+        config.admin_listen = Some("127.0.0.1:0".parse().expect("an address"));
+        config.access_log = access_log;
         let runtime = match limits {
             Some(limits) => Arc::new(Runtime::new(&limits).expect("creating a runtime")),
             None => shared_runtime(),
@@ -142,6 +157,7 @@ impl TestHost {
             .await
             .expect("starting the host");
         let addr = server.local_addr();
+        let admin = server.admin_addr().expect("the admin listener is bound");
         let stats = server.stats();
         let pubsub = server.pubsub_stats();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -156,6 +172,7 @@ impl TestHost {
         );
         Self {
             addr,
+            admin,
             log_marker: format!("test_host{{id={id}}}"),
             _dir: dir,
             plugins,
@@ -192,6 +209,13 @@ impl TestHost {
                 self.stats.live_websockets()
             );
             tokio::time::sleep(LOG_POLL_INTERVAL).await;
+        }
+    }
+
+    /// Starts the shutdown SIGTERM would start, without waiting for the drain.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 
@@ -283,6 +307,13 @@ impl TestHost {
     /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The samples `/metrics` on the admin listener gives now.
+    pub async fn metrics(&self) -> Samples {
+        let reply = crate::client::get(self.admin, "/metrics", &[]).await;
+        assert_eq!(reply.status, 200, "/metrics answered {}", reply.status);
+        Samples::parse(&reply.text())
     }
 
     /// `ws://<addr><path>`.

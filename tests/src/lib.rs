@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`host`]: [`TestHost`], one running host per test with its own plugins folder.
 //! - [`logs`]: captures every log line, so a test can assert what the host reported.
+//! - [`metrics`]: the Prometheus text of `/metrics`, parsed into samples a test can look up.
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod host;
 pub mod host_process;
 pub mod logs;
+pub mod metrics;
 pub mod nginx;
 pub mod probe;
 pub mod redis;

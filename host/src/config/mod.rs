@@ -8,6 +8,7 @@
 //! values, typed for the code that uses them.
 
 pub mod docs;
+pub mod file;
 pub mod limits;
 pub mod pubsub;
 

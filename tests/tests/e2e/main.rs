@@ -9,6 +9,7 @@ mod faults;
 mod http;
 mod limits;
 mod managed;
+mod observe;
 mod output;
 mod raw_upgrade;
 mod reload;
