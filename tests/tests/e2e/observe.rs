@@ -1,6 +1,7 @@
 //! What the operator sees: `/metrics` on the admin listener counts exactly the traffic a test
 //! made, `/healthz` and `/readyz` follow the host's life, nothing of it is reachable through the
-//! public listener, and the access log has one line per request and per ended session.
+//! public listener (`/readyz` also follows the Redis broker), and the access log has one line
+//! per request and per ended session.
 
 use std::time::Duration;
 
@@ -10,7 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use switchyard_tests::client::get;
+use switchyard_host::config::pubsub::PubSubConfig;
+use switchyard_tests::client::{RawConnection, get, misbehave_upgrade};
+use switchyard_tests::redis::RedisServer;
 use switchyard_tests::{TestHost, bounded};
 
 /// How long counters that are updated when a session ends may take to show it.
@@ -20,6 +23,8 @@ const MESSAGE: &str = "metrics, please";
 /// WebSocket clients, and messages each sends.
 const CLIENTS: usize = 2;
 const MESSAGES: usize = 3;
+/// What the raw session sends (and gets back).
+const RAW_BYTES: &[u8] = b"raw bytes, counted";
 
 /// Opens a WebSocket to the managed `echo`, sends [`MESSAGES`], reads the echoes, and closes
 /// it with a close frame.
@@ -64,6 +69,24 @@ async fn metrics_count_exactly_the_traffic() {
         for _ in 0..CLIENTS {
             echo_session(&host).await;
         }
+        // A raw session: bytes through the plugin's own echo, then the client closes.
+        let mut raw = RawConnection::open(host.addr, &misbehave_upgrade("echo-raw")).await;
+        assert!(raw.read_head().await.starts_with("HTTP/1.1 101"));
+        raw.write(RAW_BYTES).await;
+        assert_eq!(raw.read_exact(RAW_BYTES.len()).await, RAW_BYTES);
+        drop(raw);
+        let raw_ended = [
+            ("plugin", "misbehave"),
+            ("kind", "raw"),
+            ("reason", "client_closed"),
+        ];
+        wait_for_sample(
+            &host,
+            "switchyard_plugin_sessions_ended_total",
+            &raw_ended,
+            1.0,
+        )
+        .await;
         let ended = [
             ("plugin", "echo"),
             ("kind", "managed"),
@@ -88,6 +111,22 @@ async fn metrics_count_exactly_the_traffic() {
         assert_eq!(requests("hello", "5xx"), 0.0);
         assert_eq!(requests("misbehave", "4xx"), 2.0);
         assert_eq!(requests("misbehave", "5xx"), 1.0);
+        assert_eq!(requests("misbehave", "1xx"), 1.0);
+        let raw_bytes = RAW_BYTES.len() as f64;
+        assert_eq!(
+            metrics.value(
+                "switchyard_plugin_received_bytes_total",
+                &[("plugin", "misbehave")]
+            ),
+            raw_bytes
+        );
+        assert_eq!(
+            metrics.value(
+                "switchyard_plugin_sessions",
+                &[("plugin", "misbehave"), ("kind", "raw")]
+            ),
+            0.0
+        );
         assert_eq!(requests("echo", "1xx"), CLIENTS as f64);
         let handled = |plugin| {
             metrics.value(
@@ -96,7 +135,7 @@ async fn metrics_count_exactly_the_traffic() {
             )
         };
         assert_eq!(handled("hello"), 3.0);
-        assert_eq!(handled("misbehave"), 3.0);
+        assert_eq!(handled("misbehave"), 4.0);
         assert_eq!(
             metrics.value(
                 "switchyard_plugin_handle_seconds_bucket",
@@ -232,6 +271,54 @@ async fn health_follows_the_shutdown() {
         }
         assert_eq!(last, 503, "/healthz during the drain");
         assert_eq!(get(admin, "/readyz", &[]).await.status, 503);
+    })
+    .await;
+}
+
+/// How long a host may take to notice Redis going or coming back.
+const BROKER_CHANGE: Duration = Duration::from_secs(15);
+
+/// Asks `/readyz` until it answers `want`; fails after [`BROKER_CHANGE`].
+async fn wait_for_readiness(host: &TestHost, want: u16) {
+    let deadline = tokio::time::Instant::now() + BROKER_CHANGE;
+    loop {
+        let got = get(host.admin, "/readyz", &[]).await.status.as_u16();
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz answered {got}, not {want}, after {BROKER_CHANGE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With topics shared through Redis, `/readyz` says whether the broker is connected: it turns
+/// `503` when Redis is killed and `200` again when it is back, while `/healthz` stays `200`
+/// (the host serves locally all along). Skipped, saying so, without `redis-server`.
+#[tokio::test]
+async fn readiness_follows_the_broker() {
+    bounded(async {
+        let Some(mut redis) = RedisServer::start() else {
+            return;
+        };
+        let config = PubSubConfig::redis(&redis.url()).expect("a Redis URL");
+        let host = TestHost::start_with_pubsub(&["echo"], config).await;
+        wait_for_readiness(&host, 200).await;
+        assert_eq!(host.metrics().await.value("switchyard_pubsub_up", &[]), 1.0);
+        redis.kill();
+        wait_for_readiness(&host, 503).await;
+        assert_eq!(get(host.admin, "/healthz", &[]).await.status, 200);
+        assert_eq!(host.metrics().await.value("switchyard_pubsub_up", &[]), 0.0);
+        redis.restart();
+        wait_for_readiness(&host, 200).await;
+        assert!(
+            host.metrics()
+                .await
+                .value("switchyard_pubsub_connects_total", &[])
+                >= 2.0
+        );
     })
     .await;
 }
