@@ -15,7 +15,7 @@
 //! - `client`: the load generators (WebSocket echo, fan-out rooms, HTTP GET), idle sessions
 //!   spread over several loopback source addresses, and latency summaries.
 //! - `matrix`, `memory`, `hibernated`, `fanout`, `wake`, `instantiate`, `reload`, `startup`,
-//!   `crosshost`: one section each.
+//!   `crosshost`, `metrics`: one section each.
 //! - `report`: tables and number formatting; `machine`: what the figures were taken on.
 //! - `plugins`: the plugins folder each host serves.
 
@@ -28,6 +28,7 @@ mod instantiate;
 mod machine;
 mod matrix;
 mod memory;
+mod metrics;
 mod options;
 mod plugins;
 mod reload;
@@ -93,6 +94,7 @@ fn run(options: &Options) -> anyhow::Result<bool> {
                         Section::Reload => reload::run(options).await,
                         Section::Startup => startup::run(options).await,
                         Section::Crosshost => crosshost::run(options).await,
+                        Section::Metrics => metrics::run(options).await,
                     }
                 })
                 .await

@@ -20,7 +20,7 @@ use crate::report::{self, Table};
 use crate::roles::{self, ServerProcess, node};
 
 /// One row: connections, message size, label.
-const LOADS: [(usize, usize, &str); 4] = [
+pub(crate) const LOADS: [(usize, usize, &str); 4] = [
     (100, 20, "100 conns × 20 B"),
     (10, 1024, "10 conns × 1 KiB"),
     (10, 16 * 1024, "10 conns × 16 KiB"),
@@ -31,13 +31,13 @@ const RATE_TARGET: f64 = 0.90;
 /// The managed plugin's p99 as a multiple of native's, at most.
 const P99_TARGET: f64 = 1.2;
 /// Pause between loads, so the previous load's sessions have closed on the server.
-const SETTLE: Duration = Duration::from_millis(300);
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
 /// A row's measured time is cut into slices of this length, and the four servers take turns
 /// slice by slice in a rotating order, so a burst of other work on a shared machine falls on
 /// all of them alike; each figure is the median of its slices.
-const SLICE: Duration = Duration::from_secs(1);
+pub(crate) const SLICE: Duration = Duration::from_secs(1);
 /// Warm-up of every slice after a row's first (which warms up for the run's warm-up time).
-const SLICE_WARMUP: Duration = Duration::from_millis(300);
+pub(crate) const SLICE_WARMUP: Duration = Duration::from_millis(300);
 /// The plugins the host serves: the managed echo at `/echo`, the raw one at `/echo-raw`.
 const PLUGINS: &[&str] = &["echo", "echo-raw"];
 
@@ -123,7 +123,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
 }
 
 /// A load's result, failing with the server's fate if it died meanwhile.
-fn checked(
+pub(crate) fn checked(
     result: anyhow::Result<Summary>,
     server: &mut ServerProcess,
     label: &str,

@@ -52,10 +52,12 @@ pub(crate) enum Section {
     Startup,
     /// Two hosts sharing topics through Redis: cross-host latency, split fan-out.
     Crosshost,
+    /// The echo matrix with and without the admin listener (scraped every second).
+    Metrics,
 }
 
 impl Section {
-    const ALL: [Section; 9] = [
+    const ALL: [Section; 10] = [
         Section::Matrix,
         Section::Memory,
         Section::Hibernated,
@@ -65,6 +67,7 @@ impl Section {
         Section::Reload,
         Section::Startup,
         Section::Crosshost,
+        Section::Metrics,
     ];
 
     fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Section {
             Section::Reload => "reload",
             Section::Startup => "startup",
             Section::Crosshost => "crosshost",
+            Section::Metrics => "metrics",
         }
     }
 
@@ -93,6 +97,7 @@ impl Section {
             Section::Reload => "7. Hot reload",
             Section::Startup => "8. Start-up to first served request",
             Section::Crosshost => "9. Scale-out: two hosts sharing topics through Redis",
+            Section::Metrics => "10. Metrics: the managed echo with and without the admin listener",
         }
     }
 }

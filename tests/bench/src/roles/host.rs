@@ -20,6 +20,9 @@ use super::ServerProcess;
 pub(super) const CACHE_KEY: &str = "cache";
 /// The argument that names the pub/sub backend (`pubsub=redis://…`), as `--pubsub` does.
 pub(super) const PUBSUB_KEY: &str = "pubsub";
+/// The argument that turns on the admin listener at an address (`admin=127.0.0.1:9090`), as
+/// `--admin-listen` does.
+pub(super) const ADMIN_KEY: &str = "admin";
 /// The question the role answers with its gauges, and the first word of its answer.
 const STATS: &str = "stats";
 
@@ -29,6 +32,8 @@ pub(super) struct Settings {
     cache_dir: Option<PathBuf>,
     /// `--pubsub`'s value, if given (else the default, `local`).
     pubsub: Option<String>,
+    /// `--admin-listen`'s value, if given (else no admin listener).
+    admin: Option<std::net::SocketAddr>,
     limits: Vec<(String, u64)>,
 }
 
@@ -42,6 +47,7 @@ impl Settings {
             plugins_dir: PathBuf::from(dir),
             cache_dir: None,
             pubsub: None,
+            admin: None,
             limits: Vec::new(),
         };
         for arg in rest {
@@ -52,6 +58,11 @@ impl Settings {
                 settings.cache_dir = Some(PathBuf::from(value));
             } else if name == PUBSUB_KEY {
                 settings.pubsub = Some(value.to_owned());
+            } else if name == ADMIN_KEY {
+                let addr = value
+                    .parse()
+                    .with_context(|| format!("--admin-listen {value:?} is not an address"))?;
+                settings.admin = Some(addr);
             } else {
                 let value = value
                     .parse()
@@ -97,6 +108,7 @@ pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
             .parse()
             .map_err(|err| anyhow::anyhow!("--pubsub {pubsub:?}: {err}"))?;
     }
+    config.admin_listen = settings.admin;
     let limits = settings.limits()?;
     let mut runtime = Runtime::new(&limits)?;
     if let Some(dir) = &settings.cache_dir {

@@ -104,6 +104,7 @@ pub(crate) struct HostSetup<'a> {
     cache_dir: Option<&'a Path>,
     cores: Cores,
     pubsub: Option<String>,
+    admin: Option<std::net::SocketAddr>,
     limits: Vec<(&'static str, u64)>,
 }
 
@@ -115,6 +116,7 @@ impl<'a> HostSetup<'a> {
             cache_dir: None,
             cores: Cores::One,
             pubsub: None,
+            admin: None,
             limits: vec![
                 ("max-sessions", HOST_MAX_SESSIONS),
                 ("plugin-max-sessions", HOST_MAX_SESSIONS),
@@ -156,6 +158,12 @@ impl<'a> HostSetup<'a> {
         self
     }
 
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr`, as `--admin-listen` does.
+    pub(crate) fn admin(mut self, addr: std::net::SocketAddr) -> Self {
+        self.admin = Some(addr);
+        self
+    }
+
     /// Sets the limit the binary's `--{flag}` sets (later settings win).
     pub(crate) fn limit(mut self, flag: &'static str, value: u64) -> Self {
         self.limits.push((flag, value));
@@ -172,6 +180,9 @@ impl<'a> HostSetup<'a> {
         }
         if let Some(backend) = &self.pubsub {
             args.push(OsString::from(format!("{}={backend}", host::PUBSUB_KEY)));
+        }
+        if let Some(addr) = self.admin {
+            args.push(OsString::from(format!("{}={addr}", host::ADMIN_KEY)));
         }
         args.extend(
             self.limits
