@@ -5,7 +5,7 @@
 //! Each folder is one part of the architecture; a request travels through them in this order.
 //! - [`config`]: settings, and every limit declared once (`config::limits`) with its flag,
 //!   sidecar key, default and allowed range; the README's table is rendered from it
-//!   (`config::docs`).
+//!   (`config::docs`); `config::file` reads `serve --config <toml>`, whose keys are the flags.
 //! - `server`: the listener (the connection limit, graceful shutdown) and `server::connection`,
 //!   one hyper HTTP/1.1 connection per task with upgrades enabled (`408` to a stalled request
 //!   head, `GOAWAY` to an HTTP/2 client).

@@ -179,6 +179,8 @@ impl Sources {
 }
 
 type Plugins = [(String, Arc<PluginMetrics>)];
+/// A per-plugin counter: its name, its help, and how to read it.
+type PluginCounter = (&'static str, &'static str, fn(&PluginMetrics) -> u64);
 
 fn encode_plugins(
     encoder: &mut DescriptorEncoder,
@@ -247,7 +249,7 @@ fn encode_plugins(
             }
         }
     }
-    let counters: [(&str, &str, fn(&PluginMetrics) -> u64); 9] = [
+    let counters: [PluginCounter; 9] = [
         (
             "plugin_received_bytes",
             "Bytes from clients: request bodies, session bytes, WebSocket message payloads",
