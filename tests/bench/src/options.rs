@@ -13,7 +13,7 @@ usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]] [-
   --quick          a short smoke run: 1 s per load, fewer sessions, iterations and runs
   --seconds N      measured seconds per load (default 5; 1 with --quick)
   --only LIST      run only these sections: matrix, memory, hibernated, fanout, wake,
-                   instantiate, reload, startup, crosshost
+                   instantiate, reload, startup, crosshost, metrics
   --sessions LIST  hibernated session counts to measure (default 10000,100000;
                    1000,5000 with --quick)";
 
@@ -326,7 +326,7 @@ mod tests {
     fn defaults_and_quick() {
         let full = parse(&[]).unwrap().unwrap();
         assert_eq!(full.measure, Duration::from_secs(5));
-        assert_eq!(full.sections().len(), 9);
+        assert_eq!(full.sections().len(), 10);
         assert_eq!(full.hibernated_sessions(), vec![10_000, 100_000]);
         assert!(full.files_needed() > 100_000);
         let quick = parse(&["--quick"]).unwrap().unwrap();
