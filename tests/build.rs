@@ -19,7 +19,7 @@ const PLUGINS: &[&str] = &["hello", "echo", "chat", "managed", "fanout"];
 /// Plugins of the `raw-plugin` world (the SDK's `raw-upgrade` feature), built apart.
 const RAW_PLUGINS: &[&str] = &["echo-raw", "kv", "misbehave"];
 const WATCHED: &[&str] = &[
-    "guest-sdk",
+    "guest-sdk/rust",
     "plugins/hello",
     "plugins/echo",
     "plugins/echo-raw",
