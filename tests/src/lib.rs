@@ -5,6 +5,7 @@
 //! - [`host`]: [`TestHost`], one running host per test with its own plugins folder.
 //! - [`logs`]: captures every log line, so a test can assert what the host reported.
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
+//! - [`python`]: whether the Python plugins were built (skip or fail loudly).
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
 //!
@@ -23,6 +24,7 @@ pub mod host_process;
 pub mod logs;
 pub mod nginx;
 pub mod probe;
+pub mod python;
 pub mod redis;
 pub mod services;
 

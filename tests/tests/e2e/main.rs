@@ -10,6 +10,7 @@ mod http;
 mod limits;
 mod managed;
 mod output;
+mod python;
 mod raw_upgrade;
 mod reload;
 mod routing;
