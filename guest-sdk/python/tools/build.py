@@ -123,6 +123,10 @@ def explain(output: str, path_dirs: List[Path]) -> str:
             break
         lines.append(line)
     text = "\n".join(lines).strip()
+    # The plugin's own traceback is wrapped in componentize-py's: keep the inner one only.
+    inner = text.find("AssertionError: Traceback")
+    if inner >= 0:
+        text = text[inner + len("AssertionError: ") :].split("\n\nCaused by:")[0].strip()
     for index, folder in enumerate(path_dirs):
         text = text.replace(f'"/{index}/', f'"{folder}/')
     return text
@@ -151,9 +155,12 @@ def componentize(tool: Path, plugin_dir: Path, out: Path, stage: Path) -> None:
         fail(f"{plugin_dir}/plugin.py does not call switchyard.export(<plugin object>)")
     if re.search(r"No module named '?plugin'?", output):
         fail(f"{plugin_dir} has no plugin.py (the module that calls switchyard.export)")
-    syntax = re.search(r'File "([^"]+)", line (\d+)[^\n]*\n(?:.*\n)*?\s*SyntaxError: (.*)', detail)
+    syntax = re.search(r"^(?:SyntaxError|IndentationError|TabError): (.*)$", detail, re.MULTILINE)
     if syntax:
-        fail(f"syntax error in {syntax.group(1)}, line {syntax.group(2)}: {syntax.group(3)}\n\n{detail}")
+        # The innermost frame before the error names the file and line.
+        where = re.findall(r'File "([^"]+)", line (\d+)', detail[: syntax.start()])
+        file, line = where[-1] if where else ("?", "?")
+        fail(f"syntax error in {file}, line {line}: {syntax.group(1)}\n\n{detail}")
     fail(f"componentize-py could not build {plugin_dir}:\n\n{detail}")
 
 
@@ -162,7 +169,6 @@ def main(argv: List[str]) -> None:
         print(toolchain())
         return
     if len(argv) != 2:
-        print(__doc__.split("\n\n")[0], file=sys.stderr)
         fail("usage: guest-sdk/python/build <plugin-dir> <out.wasm>   (or: build --install)", 2)
     plugin_dir, out = Path(argv[0]).resolve(), Path(argv[1]).resolve()
     if not (plugin_dir / "plugin.py").is_file():
