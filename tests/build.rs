@@ -3,6 +3,10 @@
 //! folder of its own (sharing the outer build's would deadlock on its lock), and tells the tests
 //! where the `.wasm` files are.
 //!
+//! Python plugins (`PYTHON_PLUGINS`) are built with `guest-sdk/python/build`, which caches by
+//! content, once `tests/python/setup.sh` has installed its toolchain; without it the tests that
+//! need them skip (or fail, when `SWITCHYARD_PYTHON_REQUIRED` says the setup succeeded).
+//!
 //! Two builds: the plugins that take raw upgrades enable the SDK's `raw-upgrade` feature, and
 //! cargo unifies a package's features across one build, so built together every plugin would
 //! become a `raw-plugin` (and run on the host's dearer engine).
@@ -18,8 +22,22 @@ const PROFILE: &str = "plugin";
 const PLUGINS: &[&str] = &["hello", "echo", "chat", "managed", "fanout"];
 /// Plugins of the `raw-plugin` world (the SDK's `raw-upgrade` feature), built apart.
 const RAW_PLUGINS: &[&str] = &["echo-raw", "kv", "misbehave"];
+/// Python plugins: the folder holding each one's `plugin.py`, and the name it is built as.
+const PYTHON_PLUGINS: &[(&str, &str)] = &[
+    ("plugins/hello-py", "hello-py"),
+    ("plugins/chat-py", "chat-py"),
+    ("tests/plugins/echo-py", "echo-py"),
+    ("tests/plugins/misbehave-py", "misbehave-py"),
+];
+/// The toolchain's marker that `tests/python/setup.sh` (`guest-sdk/python/build --install`)
+/// writes last, under `<target>/python`; the version is the one the build script pins.
+const PYTHON_TOOLCHAIN_MARKER: &str = "componentize-py-0.25.0/installed";
 const WATCHED: &[&str] = &[
-    "guest-sdk",
+    "guest-sdk/rust",
+    "guest-sdk/python/switchyard",
+    "guest-sdk/python/tools",
+    "plugins/hello-py",
+    "plugins/chat-py",
     "plugins/hello",
     "plugins/echo",
     "plugins/echo-raw",
@@ -47,11 +65,52 @@ fn main() {
     }
 
     let out = target_dir.join(TARGET).join(PROFILE);
+    let python = build_python_plugins(workspace, &out);
+    println!("cargo:rustc-env=SWITCHYARD_PYTHON_PLUGINS={python}");
     for name in PLUGINS.iter().chain(RAW_PLUGINS) {
         let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.is_file(), "{} was not built", wasm.display());
     }
     println!("cargo:rustc-env=SWITCHYARD_TEST_PLUGINS={}", out.display());
+}
+
+/// Builds the Python plugins into `out` beside the Rust ones, all at once (each build is one
+/// process, mostly single-threaded). Returns `built`, or why they were not built.
+fn build_python_plugins(workspace: &Path, out: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=SWITCHYARD_PYTHON_REQUIRED");
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+    let python_dir = env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from)
+        .join("python");
+    let marker = python_dir.join(PYTHON_TOOLCHAIN_MARKER);
+    println!("cargo:rerun-if-changed={}", marker.display());
+    if !marker.is_file() {
+        return format!(
+            "componentize-py is not installed ({} is missing); `bash tests/python/setup.sh` installs it",
+            marker.display()
+        );
+    }
+    let build = workspace.join("guest-sdk/python/build");
+    let builds: Vec<_> = PYTHON_PLUGINS
+        .iter()
+        .map(|(dir, name)| {
+            let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
+            let child = Command::new(&build)
+                .arg(workspace.join(dir))
+                .arg(&wasm)
+                .spawn()
+                .expect("running guest-sdk/python/build");
+            (*dir, child)
+        })
+        .collect();
+    for (dir, mut child) in builds {
+        let status = child.wait().expect("waiting for guest-sdk/python/build");
+        assert!(
+            status.success(),
+            "building the Python plugin {dir} failed ({status}; see the output above)"
+        );
+    }
+    "built".to_owned()
 }
 
 /// Builds `plugins` with one nested cargo build.

@@ -4,7 +4,9 @@
 # the chat page in a real browser.
 # Needs only rustup: it installs the WebAssembly target and the components it uses if missing,
 # tests/browser/setup.sh installs Chromium (Debian) and playwright-core (npm) if missing, and
-# tests/services/setup.sh installs redis-server and nginx (Debian) for the scale-out tests.
+# tests/services/setup.sh installs redis-server and nginx (Debian) for the scale-out tests, and
+# tests/python/setup.sh installs componentize-py (PyPI) for the Python plugins, which
+# tests/build.rs then builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +17,9 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-# The browser test and the scale-out tests run when their tools are ready; only a registry out
-# of reach (the setup script exits 75) skips them, loudly, and any other setup failure fails the
-# run. REQUIRED makes the tests fail, rather than skip, if they then cannot find what the setup
+# The browser test, the scale-out tests and the Python plugins' tests run when their tools are
+# ready; only a registry out of reach (the setup script exits 75) skips them, loudly, and any
+# other setup failure fails the run. REQUIRED makes the tests fail, rather than skip, if they then cannot find what the setup
 # installed.
 skipped=()
 # Runs setup script $1 for the group whose environment variables start with $2 and whose
@@ -38,6 +40,7 @@ prepare() {
 }
 prepare tests/browser/setup.sh SWITCHYARD_BROWSER browser
 prepare tests/services/setup.sh SWITCHYARD_SCALEOUT services
+prepare tests/python/setup.sh SWITCHYARD_PYTHON python-setup
 
 cargo test --workspace
 

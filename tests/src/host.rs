@@ -28,9 +28,34 @@ const LOG_POLL_INTERVAL: Duration = Duration::from_millis(10);
 fn shared_runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
-        .get_or_init(|| Arc::new(Runtime::new(&Limits::default()).expect("creating the runtime")))
+        .get_or_init(|| Arc::new(runtime(&Limits::default())))
         .clone()
 }
+
+/// A runtime for `limits` that keeps compiled plugins in [`artifact_cache_dir`]: a Python
+/// plugin (~18 MB, its interpreter included) takes tens of seconds to compile on a busy
+/// machine, and every test host would otherwise compile it again.
+fn runtime(limits: &Limits) -> Runtime {
+    Runtime::new(limits)
+        .expect("creating a runtime")
+        .with_artifact_cache(&artifact_cache_dir())
+        .expect("opening the test hosts' artifact cache")
+}
+
+/// `target/test-plugins/compiled`, beside the built plugins; it outlives a test run, so an
+/// unchanged plugin is compiled once per engine configuration.
+fn artifact_cache_dir() -> PathBuf {
+    let built = PathBuf::from(env!("SWITCHYARD_TEST_PLUGINS"));
+    // `<target>/test-plugins/wasm32-wasip2/plugin` → `<target>/test-plugins/compiled`.
+    built
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| built.join("compiled"), |root| root.join("compiled"))
+}
+
+/// In a plugin list, `"<built> as <name>"` installs built plugin `<built>` as `<name>.wasm`
+/// (e.g. `"chat-py as chat"`, so the Python chat serves the Rust chat's route).
+pub const INSTALLED_AS: &str = " as ";
 
 /// A running host with its own plugins folder, stopped when dropped.
 pub struct TestHost {
@@ -54,7 +79,8 @@ pub struct TestHost {
 }
 
 impl TestHost {
-    /// Starts a host serving the named built plugins (each as `<name>.wasm`).
+    /// Starts a host serving the named built plugins (each as `<name>.wasm`, or as
+    /// [`INSTALLED_AS`] says).
     pub async fn start(plugins: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("creating a plugins folder");
         copy_built_plugins(dir.path(), plugins);
@@ -149,7 +175,7 @@ impl TestHost {
         config.admin_listen = Some("127.0.0.1:0".parse().expect("an address"));
         config.access_log = access_log;
         let runtime = match limits {
-            Some(limits) => Arc::new(Runtime::new(&limits).expect("creating a runtime")),
+            Some(limits) => Arc::new(runtime(&limits)),
             None => shared_runtime(),
         };
         let server = Server::start(config, runtime)
@@ -324,8 +350,9 @@ impl TestHost {
 
 /// Copies the named built plugins into `folder`, each as `<name>.wasm`.
 pub(crate) fn copy_built_plugins(folder: &Path, plugins: &[&str]) {
-    for name in plugins {
-        std::fs::copy(built_plugin(name), folder.join(format!("{name}.wasm")))
+    for plugin in plugins {
+        let (built, name) = plugin.split_once(INSTALLED_AS).unwrap_or((plugin, plugin));
+        std::fs::copy(built_plugin(built), folder.join(format!("{name}.wasm")))
             .expect("copying a built plugin");
     }
 }

@@ -6,6 +6,7 @@
 //! - [`logs`]: captures every log line, so a test can assert what the host reported.
 //! - [`metrics`]: the Prometheus text of `/metrics`, parsed into samples a test can look up.
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
+//! - [`python`]: whether the Python plugins were built (skip or fail loudly).
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
 //!
@@ -25,6 +26,7 @@ pub mod logs;
 pub mod metrics;
 pub mod nginx;
 pub mod probe;
+pub mod python;
 pub mod redis;
 pub mod services;
 

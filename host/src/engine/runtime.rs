@@ -25,9 +25,13 @@ use crate::engine::cache::ArtifactCache;
 use crate::engine::cpu::EPOCH_TICK;
 use crate::engine::state::InstanceState;
 
-/// Core instances a typical Rust component carries (its code plus the small shims
-/// `wasm-component-ld` adds); pool slots are reserved per plugin instance in this ratio.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 4;
+/// Core instances a plugin instance may carry; the pool counts them against this ratio. A Rust
+/// component has about 4 (its code plus the small shims `wasm-component-ld` adds), a Python one
+/// (componentize-py) 14: the interpreter, libc and the other shared libraries it links are
+/// separate modules. Sized for Python, so awake Python connections reach
+/// `max_awake_websockets` before the pool runs out (with 4, requests got `503` at about 30% of
+/// it). The limit is only a counter in wasmtime's pool: nothing is reserved per slot.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 /// Tables a typical Rust component carries, for the same reason.
 const TABLES_PER_COMPONENT: u32 = 3;
 /// Bytes at the start of each pooled table and fiber stack that are zeroed in place when a slot

@@ -26,12 +26,13 @@ const TARGET: Duration = Duration::from_micros(50);
 const HTTP_CONNECTIONS: usize = 50;
 
 /// What the in-process loop measured.
-struct InstanceFigures {
-    load: Duration,
+pub(crate) struct InstanceFigures {
+    /// `LoadedPlugin::load`: compile, link, type-check.
+    pub(crate) load: Duration,
     /// Instantiate + `handle`, per iteration.
-    serve: Vec<Duration>,
+    pub(crate) serve: Vec<Duration>,
     /// Dropping the instance (store, memory back to the pool), per iteration.
-    drop: Vec<Duration>,
+    pub(crate) drop: Vec<Duration>,
 }
 
 /// Runs both measurements and prints their tables.
@@ -49,8 +50,17 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
 }
 
 async fn in_process(iterations: usize) -> anyhow::Result<InstanceFigures> {
+    in_process_of("hello", iterations).await
+}
+
+/// Loads built plugin `name` and times `iterations` fresh instances each answering one
+/// `handle` with `200` (after a warm-up).
+pub(crate) async fn in_process_of(
+    name: &str,
+    iterations: usize,
+) -> anyhow::Result<InstanceFigures> {
     let runtime = Runtime::new(&Limits::default())?;
-    let path = plugins::built("hello")?;
+    let path = plugins::built(name)?;
     let started = Instant::now();
     let plugin = LoadedPlugin::load(&runtime, &path)?;
     let load = started.elapsed();
@@ -73,9 +83,9 @@ async fn in_process(iterations: usize) -> anyhow::Result<InstanceFigures> {
         let dropped = dropping.elapsed();
         match outgoing {
             Outgoing::Response(response) if response.status == 200 => {}
-            Outgoing::Response(response) => bail!("hello answered {}", response.status),
+            Outgoing::Response(response) => bail!("{name} answered {}", response.status),
             Outgoing::ProtocolUpgrade(_) | Outgoing::Websocket(_) => {
-                bail!("hello answered with an upgrade")
+                bail!("{name} answered with an upgrade")
             }
         }
         if i >= WARMUP_ITERATIONS {

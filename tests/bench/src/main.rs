@@ -15,7 +15,7 @@
 //! - `client`: the load generators (WebSocket echo, fan-out rooms, HTTP GET), idle sessions
 //!   spread over several loopback source addresses, and latency summaries.
 //! - `matrix`, `memory`, `hibernated`, `fanout`, `wake`, `instantiate`, `reload`, `startup`,
-//!   `crosshost`, `metrics`: one section each.
+//!   `crosshost`, `metrics`, `python`: one section each.
 //! - `report`: tables and number formatting; `machine`: what the figures were taken on.
 //! - `plugins`: the plugins folder each host serves.
 
@@ -31,6 +31,7 @@ mod memory;
 mod metrics;
 mod options;
 mod plugins;
+mod python;
 mod reload;
 mod report;
 mod roles;
@@ -95,6 +96,7 @@ fn run(options: &Options) -> anyhow::Result<bool> {
                         Section::Startup => startup::run(options).await,
                         Section::Crosshost => crosshost::run(options).await,
                         Section::Metrics => metrics::run(options).await,
+                        Section::Python => python::run(options).await,
                     }
                 })
                 .await

@@ -13,7 +13,7 @@ usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]] [-
   --quick          a short smoke run: 1 s per load, fewer sessions, iterations and runs
   --seconds N      measured seconds per load (default 5; 1 with --quick)
   --only LIST      run only these sections: matrix, memory, hibernated, fanout, wake,
-                   instantiate, reload, startup, crosshost, metrics
+                   instantiate, reload, startup, crosshost, metrics, python
   --sessions LIST  hibernated session counts to measure (default 10000,100000;
                    1000,5000 with --quick)";
 
@@ -54,6 +54,8 @@ pub(crate) enum Section {
     Crosshost,
     /// The echo matrix with and without the admin listener (scraped every second).
     Metrics,
+    /// Python plugins: instance + `handle`, managed echo, hibernated memory, build time.
+    Python,
 }
 
 impl Section {
@@ -68,6 +70,7 @@ impl Section {
         Section::Startup,
         Section::Crosshost,
         Section::Metrics,
+        Section::Python,
     ];
 
     fn name(self) -> &'static str {
@@ -82,6 +85,7 @@ impl Section {
             Section::Startup => "startup",
             Section::Crosshost => "crosshost",
             Section::Metrics => "metrics",
+            Section::Python => "python",
         }
     }
 
@@ -98,6 +102,7 @@ impl Section {
             Section::Startup => "8. Start-up to first served request",
             Section::Crosshost => "9. Scale-out: two hosts sharing topics through Redis",
             Section::Metrics => "10. Metrics: the managed echo with and without the admin listener",
+            Section::Python => "11. Python plugins (componentize-py) beside their Rust twins",
         }
     }
 }
@@ -326,7 +331,7 @@ mod tests {
     fn defaults_and_quick() {
         let full = parse(&[]).unwrap().unwrap();
         assert_eq!(full.measure, Duration::from_secs(5));
-        assert_eq!(full.sections().len(), 10);
+        assert_eq!(full.sections().len(), 11);
         assert_eq!(full.hibernated_sessions(), vec![10_000, 100_000]);
         assert!(full.files_needed() > 100_000);
         let quick = parse(&["--quick"]).unwrap().unwrap();

@@ -1,4 +1,5 @@
-//! The `chat` example end to end: tokio-tungstenite members against the real host, checking the
+//! The `chat` example end to end, against the Rust `chat` and the Python `chat-py` alike (each
+//! test runs once per [`Chat`]): tokio-tungstenite members against the real host, checking the
 //! protocol the plugin documents (the exact JSON of each event, statuses, close codes) and what
 //! the host's managed WebSockets promise it (fan-out, hibernation with the attachment kept, a
 //! slow member cut off without hurting the others, a thousand members, hot reload).
@@ -28,6 +29,57 @@ use switchyard_tests::probe::raise_open_file_limit;
 use switchyard_tests::{TestHost, bounded};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Which chat a test runs against: the suite is one, and both must pass it. The Python chat is
+/// installed as `chat.wasm`, so it serves the same route and logs under the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chat {
+    /// `plugins/chat`.
+    Rust,
+    /// `plugins/chat-py`.
+    Python,
+}
+
+impl Chat {
+    /// The entry for [`TestHost::start`]'s plugin list.
+    fn plugin(self) -> &'static str {
+        match self {
+            Self::Rust => "chat",
+            Self::Python => "chat-py as chat",
+        }
+    }
+
+    /// The echo in the same language, the "new version" of the reload test.
+    fn echo(self) -> &'static str {
+        match self {
+            Self::Rust => "echo",
+            Self::Python => "echo-py",
+        }
+    }
+}
+
+/// Runs test `$name(chat: Chat)` as two tests, `$name::rust` and `$name::python`; the latter
+/// skips loudly when the Python plugins were not built (see `switchyard_tests::python`).
+macro_rules! both_chats {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn rust() {
+                super::$name(super::Chat::Rust).await;
+            }
+
+            #[tokio::test]
+            async fn python() {
+                if switchyard_tests::python::python_plugins_ready(concat!(
+                    module_path!(),
+                    "::python"
+                )) {
+                    super::$name(super::Chat::Python).await;
+                }
+            }
+        }
+    };
+}
 
 /// How long a member waits for an event it expects before the test fails.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -260,10 +312,9 @@ impl Member {
 
 /// Everyone in a room gets every message, the sender included; joins are told to those already
 /// there and not to the newcomer; another room hears nothing of it.
-#[tokio::test]
-async fn members_of_a_room_get_every_message_and_other_rooms_nothing() {
+async fn members_of_a_room_get_every_message_and_other_rooms_nothing(chat: Chat) {
     bounded(async {
-        let host = TestHost::start(&["chat"]).await;
+        let host = TestHost::start(&[chat.plugin()]).await;
         let mut ada = join(&host, "lobby", "ada").await;
         let mut bob = join(&host, "lobby", "bob").await;
         ada.expect(&joined("lobby", "bob")).await;
@@ -292,10 +343,9 @@ async fn members_of_a_room_get_every_message_and_other_rooms_nothing() {
 }
 
 /// `POST /chat/<room>` answers `202` and reaches the room's members as a message from `server`.
-#[tokio::test]
-async fn a_post_reaches_the_room_from_server() {
+async fn a_post_reaches_the_room_from_server(chat: Chat) {
     bounded(async {
-        let host = TestHost::start(&["chat"]).await;
+        let host = TestHost::start(&[chat.plugin()]).await;
         let mut ada = join(&host, "ops", "ada").await;
         let mut bob = join(&host, "ops", "bob").await;
         ada.expect(&joined("ops", "bob")).await;
@@ -314,10 +364,9 @@ async fn a_post_reaches_the_room_from_server() {
 }
 
 /// Those who stay hear that a member left, whether it closed properly or just went away.
-#[tokio::test]
-async fn leaving_is_told_to_the_rest() {
+async fn leaving_is_told_to_the_rest(chat: Chat) {
     bounded(async {
-        let host = TestHost::start(&["chat"]).await;
+        let host = TestHost::start(&[chat.plugin()]).await;
         let mut ada = join(&host, "lobby", "ada").await;
         let mut bob = join(&host, "lobby", "bob").await;
         ada.expect(&joined("lobby", "bob")).await;
@@ -340,10 +389,9 @@ async fn leaving_is_told_to_the_rest() {
 
 /// Bad rooms and names are refused with `400` and a body saying why, before any upgrade; the
 /// other refusals are as documented.
-#[tokio::test]
-async fn bad_input_is_refused_with_the_documented_statuses() {
+async fn bad_input_is_refused_with_the_documented_statuses(chat: Chat) {
     bounded(async {
-        let host = TestHost::start(&["chat"]).await;
+        let host = TestHost::start(&[chat.plugin()]).await;
         let long_name = "n".repeat(33);
         let long_room = format!("/chat/{}?name=ada", "r".repeat(33));
         let refusals: [(&str, &str); 11] = [
@@ -402,10 +450,9 @@ async fn bad_input_is_refused_with_the_documented_statuses() {
 }
 
 /// `GET /chat` is one self-contained page with the elements the browser test drives.
-#[tokio::test]
-async fn the_page_is_served_whole() {
+async fn the_page_is_served_whole(chat: Chat) {
     bounded(async {
-        let host = TestHost::start(&["chat"]).await;
+        let host = TestHost::start(&[chat.plugin()]).await;
         let reply = get(host.addr, "/chat", &[]).await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.headers["content-type"], "text/html; charset=utf-8");
@@ -434,10 +481,9 @@ async fn the_page_is_served_whole() {
 
 /// A binary message closes the connection with 1003, a text over 4,096 bytes with 1009, each
 /// with a reason; the longest allowed text goes through.
-#[tokio::test]
-async fn binary_and_oversized_messages_close_with_the_documented_codes() {
+async fn binary_and_oversized_messages_close_with_the_documented_codes(chat: Chat) {
     bounded(async {
-        let host = TestHost::start(&["chat"]).await;
+        let host = TestHost::start(&[chat.plugin()]).await;
         let mut ada = join(&host, "lobby", "ada").await;
         let longest = "é".repeat(MAX_TEXT_BYTES / 2);
         ada.say(&longest).await;
@@ -490,11 +536,10 @@ async fn wait_for_hibernations(host: &TestHost, count: usize) {
 
 /// A hibernated member's next message runs on a fresh instance, which finds the name and room
 /// in the attachment.
-#[tokio::test]
-async fn the_name_survives_hibernation() {
+async fn the_name_survives_hibernation(chat: Chat) {
     bounded(async {
         let sidecar = hibernating_after(200);
-        let host = TestHost::start_configured(&["chat"], &[("chat", &sidecar)], None).await;
+        let host = TestHost::start_configured(&[chat.plugin()], &[("chat", &sidecar)], None).await;
         let mut ada = join(&host, "lobby", "ada").await;
         let mut bob = join(&host, "lobby", "bob").await;
         ada.expect(&joined("lobby", "bob")).await;
@@ -516,11 +561,10 @@ async fn the_name_survives_hibernation() {
 
 /// A hibernated member that goes is still announced by name: `on_close` runs on a fresh
 /// instance, which reads the attachment.
-#[tokio::test]
-async fn a_hibernated_member_leaves_with_its_name() {
+async fn a_hibernated_member_leaves_with_its_name(chat: Chat) {
     bounded(async {
         let sidecar = hibernating_after(200);
-        let host = TestHost::start_configured(&["chat"], &[("chat", &sidecar)], None).await;
+        let host = TestHost::start_configured(&[chat.plugin()], &[("chat", &sidecar)], None).await;
         let mut ada = join(&host, "lobby", "ada").await;
         let mut bob = join(&host, "lobby", "bob").await;
         ada.expect(&joined("lobby", "bob")).await;
@@ -595,8 +639,7 @@ async fn wait_for_count(count: &mut watch::Receiver<usize>, at_least: usize, who
 
 /// A member that stops reading is cut off once its outbound buffer is full, the rest of the room
 /// hears that it left, and the members that keep reading receive every message, in order.
-#[tokio::test]
-async fn a_slow_member_is_cut_off_and_the_others_get_everything() {
+async fn a_slow_member_is_cut_off_and_the_others_get_everything(chat: Chat) {
     bounded(async {
         /// Messages sent between checks; the fast members read them all before the next batch,
         /// so only the slow member falls behind.
@@ -605,7 +648,7 @@ async fn a_slow_member_is_cut_off_and_the_others_get_everything() {
         /// buffers and its outbound buffer hold.
         const MAX_MESSAGES: usize = 16_000;
         let sidecar = "[limits]\nmax_outbound_bytes = 65536\n";
-        let host = TestHost::start_configured(&["chat"], &[("chat", sidecar)], None).await;
+        let host = TestHost::start_configured(&[chat.plugin()], &[("chat", sidecar)], None).await;
 
         // The slow member's receive buffer is made small, so the host's buffer fills soon.
         let tcp = TcpSocket::new_v4().unwrap();
@@ -720,8 +763,7 @@ async fn a_slow_member_is_cut_off_and_the_others_get_everything() {
 }
 
 /// A thousand members of one room all receive one message posted to it.
-#[tokio::test]
-async fn a_thousand_members_all_receive_one_message() {
+async fn a_thousand_members_all_receive_one_message(chat: Chat) {
     bounded(async {
         const MEMBERS: usize = 1_000;
         /// Handshakes in flight at once.
@@ -738,7 +780,7 @@ async fn a_thousand_members_all_receive_one_message() {
             },
             ..defaults
         };
-        let host = TestHost::start_configured(&["chat"], &[], Some(limits)).await;
+        let host = TestHost::start_configured(&[chat.plugin()], &[], Some(limits)).await;
 
         let started = tokio::time::Instant::now();
         let (events, mut arrivals) = mpsc::unbounded_channel::<(usize, bool)>();
@@ -816,20 +858,23 @@ async fn a_thousand_members_all_receive_one_message() {
 /// is alive keeps running the version it was made from, and once the connection has hibernated
 /// its next event runs on the current version. The new "version" of `chat` here is `echo`,
 /// whose answers are easy to tell apart: the text straight back to the sender alone.
-#[tokio::test]
-async fn after_a_reload_live_members_keep_their_version_until_they_hibernate() {
+async fn after_a_reload_live_members_keep_their_version_until_they_hibernate(chat: Chat) {
+    // The new version is compiled before the clock starts (into the test hosts' artifact
+    // cache): compiling a Python component on a busy machine can take longer than the reload
+    // may take here, and how long compiling takes is not what this test is about.
+    TestHost::start(&[chat.echo()]).await.shut_down().await;
     bounded(async {
         /// Well above the keep-alive spacing below, so Ada's instance stays alive while the
         /// new version loads.
         const HIBERNATE_AFTER_MS: u64 = 1_000;
         const KEEP_ALIVE: Duration = Duration::from_millis(100);
         let sidecar = hibernating_after(HIBERNATE_AFTER_MS);
-        let host = TestHost::start_configured(&["chat"], &[("chat", &sidecar)], None).await;
+        let host = TestHost::start_configured(&[chat.plugin()], &[("chat", &sidecar)], None).await;
         let mut ada = join(&host, "lobby", "ada").await;
         let mut bob = join(&host, "lobby", "bob").await;
         ada.expect(&joined("lobby", "bob")).await;
 
-        host.install_plugin("echo", "chat");
+        host.install_plugin(chat.echo(), "chat");
         let reloaded = |host: &TestHost| {
             host.log_lines()
                 .iter()
@@ -871,3 +916,15 @@ async fn after_a_reload_live_members_keep_their_version_until_they_hibernate() {
 }
 
 mod across_hosts;
+
+both_chats!(members_of_a_room_get_every_message_and_other_rooms_nothing);
+both_chats!(a_post_reaches_the_room_from_server);
+both_chats!(leaving_is_told_to_the_rest);
+both_chats!(bad_input_is_refused_with_the_documented_statuses);
+both_chats!(the_page_is_served_whole);
+both_chats!(binary_and_oversized_messages_close_with_the_documented_codes);
+both_chats!(the_name_survives_hibernation);
+both_chats!(a_hibernated_member_leaves_with_its_name);
+both_chats!(a_slow_member_is_cut_off_and_the_others_get_everything);
+both_chats!(a_thousand_members_all_receive_one_message);
+both_chats!(after_a_reload_live_members_keep_their_version_until_they_hibernate);

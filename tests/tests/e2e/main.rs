@@ -11,6 +11,7 @@ mod limits;
 mod managed;
 mod observe;
 mod output;
+mod python;
 mod raw_upgrade;
 mod reload;
 mod routing;

@@ -79,7 +79,15 @@ pub(crate) async fn echo_load(
     size: usize,
     window: Window,
 ) -> anyhow::Result<Summary> {
-    let sockets = open_many(addr, path, connections, LOAD_READ_BUFFER, connections, true).await?;
+    let sockets = open_many(
+        addr,
+        &|_| path.to_owned(),
+        connections,
+        LOAD_READ_BUFFER,
+        connections,
+        true,
+    )
+    .await?;
     let message = Rc::new(EchoMessage::new(size));
     let latencies = Rc::new(RefCell::new(Latencies::new()));
     let schedule = Schedule::start(window);
@@ -107,7 +115,15 @@ pub(crate) async fn open_idle(
     count: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Socket>> {
-    open_many(addr, path, count, IDLE_READ_BUFFER, concurrency, true).await
+    open_many(
+        addr,
+        &|_| path.to_owned(),
+        count,
+        IDLE_READ_BUFFER,
+        concurrency,
+        true,
+    )
+    .await
 }
 
 /// Opens `count` sessions, at most `concurrency` at a time, and sends nothing on them.
@@ -117,16 +133,36 @@ pub(crate) async fn open_quiet(
     count: usize,
     concurrency: usize,
 ) -> anyhow::Result<Vec<Socket>> {
+    open_many(
+        addr,
+        &|_| path.to_owned(),
+        count,
+        IDLE_READ_BUFFER,
+        concurrency,
+        false,
+    )
+    .await
+}
+
+/// Opens `count` sessions, the `i`th at `path(i)`, at most `concurrency` at a time, and sends
+/// nothing on them.
+pub(crate) async fn open_quiet_each(
+    addr: SocketAddr,
+    path: &(dyn Fn(usize) -> String + Sync),
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Socket>> {
     open_many(addr, path, count, IDLE_READ_BUFFER, concurrency, false).await
 }
 
-/// Opens `count` sessions with at most `concurrency` handshakes in flight; with `greet`, each
+/// Opens `count` sessions, the `i`th at `path(i)`, with at most `concurrency` handshakes in
+/// flight; with `greet`, each
 /// echoes one small message before it counts, which proves the session is fully up on the
 /// server (upgraded and answering). Every step of every session has its timeout, so the whole
 /// is bounded in time.
 async fn open_many(
     addr: SocketAddr,
-    path: &str,
+    path: &(dyn Fn(usize) -> String + Sync),
     count: usize,
     read_buffer: usize,
     concurrency: usize,
@@ -136,7 +172,8 @@ async fn open_many(
     let greeting = &greeting;
     let mut opening = futures_util::stream::iter(0..count)
         .map(|i| async move {
-            let mut socket = connect(addr, path, read_buffer, source_address(addr, i)).await?;
+            let path = path(i);
+            let mut socket = connect(addr, &path, read_buffer, source_address(addr, i)).await?;
             if greet {
                 timeout(ANSWER_TIMEOUT, socket.round_trip(greeting, &mut Vec::new()))
                     .await

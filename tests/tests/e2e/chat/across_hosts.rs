@@ -3,7 +3,8 @@
 //! subscription per topic and host (not per member), and the broker's faults: absent at start,
 //! killed and restarted mid-session, garbage published on a room's channel.
 //!
-//! Every test skips, saying so, when `redis-server` is not installed.
+//! Every test runs against the Rust and the Python chat (see `both_chats!`), and skips, saying
+//! so, when `redis-server` is not installed.
 
 use std::time::Duration;
 
@@ -12,17 +13,17 @@ use switchyard_host::config::pubsub::PubSubConfig;
 use switchyard_tests::redis::RedisServer;
 use switchyard_tests::{TestHost, bounded, eventually};
 
-use super::{Member, connect, expect_nothing_more, join, joined, left, message, subscribed};
+use super::{Chat, Member, connect, expect_nothing_more, join, joined, left, message, subscribed};
 
 /// How long a host may take to connect to Redis, or to notice it went away. Generous: this
 /// checks behaviour; the benchmark measures how fast delivery resumes.
 const LINK_WITHIN: Duration = Duration::from_secs(15);
 
 /// Two hosts serving the chat, both connected to `redis`.
-async fn hosts_on(redis: &RedisServer) -> (TestHost, TestHost) {
+async fn hosts_on(redis: &RedisServer, chat: Chat) -> (TestHost, TestHost) {
     let config = PubSubConfig::redis(&redis.url()).expect("a Redis URL");
-    let a = TestHost::start_with_pubsub(&["chat"], config.clone()).await;
-    let b = TestHost::start_with_pubsub(&["chat"], config).await;
+    let a = TestHost::start_with_pubsub(&[chat.plugin()], config.clone()).await;
+    let b = TestHost::start_with_pubsub(&[chat.plugin()], config).await;
     wait_until_up(&a, &b).await;
     (a, b)
 }
@@ -43,13 +44,12 @@ async fn join_across(home: &TestHost, other: &TestHost, room: &str, name: &str) 
 
 /// A message said on either host reaches the members on both, the sender's own host without a
 /// round trip through Redis, each exactly once.
-#[tokio::test]
-async fn members_on_two_hosts_share_a_room_and_get_each_message_once() {
+async fn members_on_two_hosts_share_a_room_and_get_each_message_once(chat: Chat) {
     bounded(async {
         let Some(redis) = RedisServer::start() else {
             return;
         };
-        let (a, b) = hosts_on(&redis).await;
+        let (a, b) = hosts_on(&redis, chat).await;
         let mut ada = join(&a, "lobby", "ada").await;
         let mut bob = join_across(&b, &a, "lobby", "bob").await;
         // Bob's join was published on B, before Bob was subscribed.
@@ -89,13 +89,12 @@ async fn members_on_two_hosts_share_a_room_and_get_each_message_once() {
 
 /// A host subscribes to a room's channel when its first member there joins and unsubscribes
 /// when its last one leaves: one subscription per room and host, whatever the members.
-#[tokio::test]
-async fn a_host_subscribes_per_room_not_per_member() {
+async fn a_host_subscribes_per_room_not_per_member(chat: Chat) {
     bounded(async {
         let Some(redis) = RedisServer::start() else {
             return;
         };
-        let (a, b) = hosts_on(&redis).await;
+        let (a, b) = hosts_on(&redis, chat).await;
         let channel = "switchyard:chat:attic";
         assert_eq!(redis.channels(), Vec::<String>::new());
 
@@ -136,8 +135,7 @@ async fn a_host_subscribes_per_room_not_per_member() {
 
 /// With Redis absent at start the hosts serve their own members and say cross-host delivery is
 /// down; once Redis starts they connect by themselves and the room spans both.
-#[tokio::test]
-async fn hosts_started_before_redis_serve_locally_then_connect() {
+async fn hosts_started_before_redis_serve_locally_then_connect(chat: Chat) {
     bounded(async {
         if !RedisServer::available() {
             RedisServer::start();
@@ -146,8 +144,8 @@ async fn hosts_started_before_redis_serve_locally_then_connect() {
         let port = RedisServer::unused_port();
         let config =
             PubSubConfig::redis(&format!("redis://127.0.0.1:{port}")).expect("a Redis URL");
-        let a = TestHost::start_with_pubsub(&["chat"], config.clone()).await;
-        let b = TestHost::start_with_pubsub(&["chat"], config).await;
+        let a = TestHost::start_with_pubsub(&[chat.plugin()], config.clone()).await;
+        let b = TestHost::start_with_pubsub(&[chat.plugin()], config).await;
         a.wait_for_log(&["pubsub: cross-host delivery down"], LINK_WITHIN)
             .await;
         assert!(!a.pubsub_stats().is_up());
@@ -191,13 +189,12 @@ async fn hosts_started_before_redis_serve_locally_then_connect() {
 /// Redis killed mid-session: members stay connected and keep getting their own host's
 /// messages; what was meant for the other host is dropped and counted. Redis restarted: the
 /// hosts subscribe again by themselves and the room spans both hosts again.
-#[tokio::test]
-async fn redis_killed_and_restarted_mid_session() {
+async fn redis_killed_and_restarted_mid_session(chat: Chat) {
     bounded(async {
         let Some(mut redis) = RedisServer::start() else {
             return;
         };
-        let (a, b) = hosts_on(&redis).await;
+        let (a, b) = hosts_on(&redis, chat).await;
         let mut ada = join(&a, "lobby", "ada").await;
         let mut bob = join_across(&b, &a, "lobby", "bob").await;
         ada.expect(&joined("lobby", "bob")).await;
@@ -240,13 +237,12 @@ async fn redis_killed_and_restarted_mid_session() {
 
 /// Whatever else is published on a room's channel (by anyone with access to Redis) is logged
 /// and ignored: members get only real messages, and the host keeps serving.
-#[tokio::test]
-async fn garbage_on_a_rooms_channel_is_ignored() {
+async fn garbage_on_a_rooms_channel_is_ignored(chat: Chat) {
     bounded(async {
         let Some(redis) = RedisServer::start() else {
             return;
         };
-        let (a, b) = hosts_on(&redis).await;
+        let (a, b) = hosts_on(&redis, chat).await;
         let mut ada = join(&a, "lobby", "ada").await;
         let mut bob = join_across(&b, &a, "lobby", "bob").await;
         ada.expect(&joined("lobby", "bob")).await;
@@ -284,8 +280,7 @@ async fn garbage_on_a_rooms_channel_is_ignored() {
 
 /// Two deployments with different prefixes on one Redis server are two worlds: same plugin, same
 /// room name, different channels, and nothing crosses.
-#[tokio::test]
-async fn deployments_with_different_prefixes_do_not_meet() {
+async fn deployments_with_different_prefixes_do_not_meet(chat: Chat) {
     bounded(async {
         let Some(redis) = RedisServer::start() else {
             return;
@@ -294,8 +289,8 @@ async fn deployments_with_different_prefixes_do_not_meet() {
             prefix: prefix.parse().expect("a valid prefix"),
             ..PubSubConfig::redis(&redis.url()).expect("a Redis URL")
         };
-        let a = TestHost::start_with_pubsub(&["chat"], deployment("blue")).await;
-        let b = TestHost::start_with_pubsub(&["chat"], deployment("green")).await;
+        let a = TestHost::start_with_pubsub(&[chat.plugin()], deployment("blue")).await;
+        let b = TestHost::start_with_pubsub(&[chat.plugin()], deployment("green")).await;
         wait_until_up(&a, &b).await;
         let mut ada = join(&a, "lobby", "ada").await;
         let mut bob = join(&b, "lobby", "bob").await;
@@ -317,8 +312,7 @@ async fn deployments_with_different_prefixes_do_not_meet() {
 /// While Redis is slow (paused here), publishes wait in the bounded queue; past its limit they
 /// are dropped for the other hosts and counted, while the publisher's own host still gets
 /// every one. What was queued goes out once Redis answers again.
-#[tokio::test]
-async fn a_full_queue_drops_for_other_hosts_only() {
+async fn a_full_queue_drops_for_other_hosts_only(chat: Chat) {
     bounded(async {
         let Some(redis) = RedisServer::start() else {
             return;
@@ -329,8 +323,9 @@ async fn a_full_queue_drops_for_other_hosts_only() {
             ..Limits::default()
         };
         let a =
-            TestHost::start_with_pubsub_and_limits(&["chat"], config.clone(), Some(limits)).await;
-        let b = TestHost::start_with_pubsub(&["chat"], config).await;
+            TestHost::start_with_pubsub_and_limits(&[chat.plugin()], config.clone(), Some(limits))
+                .await;
+        let b = TestHost::start_with_pubsub(&[chat.plugin()], config).await;
         wait_until_up(&a, &b).await;
         let mut ada = join(&a, "lobby", "ada").await;
         let mut bob = join_across(&b, &a, "lobby", "bob").await;
@@ -359,3 +354,11 @@ async fn a_full_queue_drops_for_other_hosts_only() {
     })
     .await;
 }
+
+both_chats!(members_on_two_hosts_share_a_room_and_get_each_message_once);
+both_chats!(a_host_subscribes_per_room_not_per_member);
+both_chats!(hosts_started_before_redis_serve_locally_then_connect);
+both_chats!(redis_killed_and_restarted_mid_session);
+both_chats!(garbage_on_a_rooms_channel_is_ignored);
+both_chats!(deployments_with_different_prefixes_do_not_meet);
+both_chats!(a_full_queue_drops_for_other_hosts_only);

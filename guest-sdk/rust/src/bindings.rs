@@ -14,7 +14,7 @@
 #[cfg(not(feature = "raw-upgrade"))]
 wit_bindgen::generate!({
     // Relative to this crate's manifest directory: the workspace's one WIT package.
-    path: "../wit",
+    path: "../../wit",
     world: "plugin",
     // Plugin crates depend on this crate only, so both the generated runtime paths and the
     // export macro's default bindings path go through `switchyard_sdk`.
@@ -28,7 +28,7 @@ wit_bindgen::generate!({
 #[cfg(feature = "raw-upgrade")]
 wit_bindgen::generate!({
     // Relative to this crate's manifest directory: the workspace's one WIT package.
-    path: "../wit",
+    path: "../../wit",
     world: "raw-plugin",
     // Plugin crates depend on this crate only, so both the generated runtime paths and the
     // export macro's default bindings path go through `switchyard_sdk`.
