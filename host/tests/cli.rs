@@ -343,7 +343,7 @@ impl Drop for RunningHost {
 }
 
 /// The repository's example config file, which the README shows.
-const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../switchyard.example.toml");
+const EXAMPLE_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/switchyard.example.toml");
 
 /// Writes `text` to a fresh `switchyard.toml`; the folder goes when the handle is dropped.
 fn config_file(text: &str) -> (tempfile::TempDir, String) {
@@ -481,6 +481,6 @@ fn the_readme_shows_the_example_config_file() {
         .expect("the section shows a config file");
     assert_eq!(
         block, example,
-        "the README's config file differs from switchyard.example.toml"
+        "the README's config file differs from host/switchyard.example.toml"
     );
 }
