@@ -17,10 +17,10 @@ source tests/setup-common.sh
 if [[ -z "${SWITCHYARD_PYTHON:-}" ]]; then
     command -v python3 >/dev/null || apt_install python3 /usr/bin/python3
     if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-        apt_install python3-venv /usr/bin/python3
-        python3 -c 'import venv, ensurepip' >/dev/null 2>&1 ||
-            { apt-get install -y python3-venv >>"$SETUP_WORK/apt.log" 2>&1 ||
-                fail "python3 has no venv module and apt-get install python3-venv failed" "$SETUP_WORK/apt.log"; }
+        ((EUID == 0)) || fail "python3 has no venv module; install it: apt-get install python3-venv"
+        apt_log="$SETUP_WORK/apt.log"
+        run_install "$SETUP_APT_TIMEOUT" "$apt_log" "apt-get install python3-venv" \
+            apt-get install -y python3-venv || fail "apt-get install python3-venv failed" "$apt_log"
     fi
 fi
 log="$SETUP_WORK/install.log"

@@ -32,6 +32,17 @@ fn shared_runtime() -> Arc<Runtime> {
         .clone()
 }
 
+/// Compiles `plugins` (built plugin names) into the shared runtime's artifact cache, so test
+/// hosts that serve them load them from there. A Python plugin takes seconds to compile, and
+/// tests starting at once would otherwise each compile it, all together, on a busy machine.
+pub(crate) fn precompile(plugins: &[&str]) {
+    let runtime = shared_runtime();
+    for name in plugins {
+        switchyard_host::plugin::LoadedPlugin::load(&runtime, &built_plugin(name))
+            .unwrap_or_else(|err| panic!("compiling {name}: {err}"));
+    }
+}
+
 /// A runtime for `limits` that keeps compiled plugins in [`artifact_cache_dir`]: a Python
 /// plugin (~18 MB, its interpreter included) takes tens of seconds to compile on a busy
 /// machine, and every test host would otherwise compile it again.

@@ -4,6 +4,11 @@
 //! fails instead when run-all.sh said the setup succeeded (`SWITCHYARD_PYTHON_REQUIRED`), and is
 //! skipped with the setup's reason when PyPI was unreachable (`SWITCHYARD_PYTHON_SKIP`).
 
+use std::sync::OnceLock;
+
+/// The Python plugins `tests/build.rs` builds (its `PYTHON_PLUGINS`).
+const PLUGINS: &[&str] = &["hello-py", "chat-py", "echo-py", "misbehave-py"];
+
 /// What `tests/build.rs` said about the Python plugins: `built`, or why not.
 const BUILT: &str = env!("SWITCHYARD_PYTHON_PLUGINS");
 
@@ -12,6 +17,10 @@ const BUILT: &str = env!("SWITCHYARD_PYTHON_PLUGINS");
 /// built.
 pub fn python_plugins_ready(test: &str) -> bool {
     if BUILT == "built" {
+        // The first caller compiles them into the test hosts' artifact cache while the others
+        // wait, instead of every test host compiling them at once.
+        static COMPILED: OnceLock<()> = OnceLock::new();
+        COMPILED.get_or_init(|| crate::host::precompile(PLUGINS));
         return true;
     }
     if let Some(reason) = std::env::var_os("SWITCHYARD_PYTHON_SKIP") {

@@ -75,7 +75,7 @@ async fn an_exception_in_handle_is_a_500_with_the_traceback_logged() {
     .await;
 }
 
-/// An exception in `on_open`, `on_message` or `on_close` closes that connection (or, for
+/// An exception in `on_open`, `on_message` or `on_close` closes that connection with `1011` (or, for
 /// `on_close`, happens after it closed) and is logged with its traceback; another connection
 /// of the same plugin and another plugin are unaffected.
 #[tokio::test]
@@ -99,7 +99,11 @@ async fn an_exception_in_an_event_closes_only_that_connection() {
             let ended = tokio::time::timeout(WITHIN, async {
                 loop {
                     match socket.next().await {
-                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                        Some(Ok(Message::Close(Some(frame)))) => {
+                            assert_eq!(u16::from(frame.code), 1011, "on_{event}: {frame:?}");
+                            break;
+                        }
+                        None | Some(Err(_)) | Some(Ok(Message::Close(None))) => break,
                         Some(Ok(_)) => {}
                     }
                 }
