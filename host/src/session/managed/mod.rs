@@ -26,12 +26,10 @@ mod socket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::upgrade::OnUpgrade;
 use tokio::io::AsyncReadExt as _;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +46,7 @@ use awake::AwakeSlot;
 pub(crate) use events::WakeContext;
 use events::{EventFailure, Guest};
 use registry::{Connection, PluginScope};
-use socket::{ReadSide, Writer, WriterEnd};
+use socket::{Framing, ReadSide, Writer, WriterEnd};
 
 /// tungstenite's read buffer per connection. Its default (128 KiB) would be most of a
 /// hibernated connection's memory; small messages fit in one read of this size, and a large
@@ -264,13 +262,7 @@ async fn open_socket(
         connection.outbox.attach(socket.clone());
     }
     let read_side = ReadSide::new(reader, connection.outbox.clone());
-    let ws = WebSocketStream::from_partially_read(
-        read_side,
-        early.to_vec(),
-        Role::Server,
-        Some(ws_config(limits)),
-    )
-    .await;
+    let ws = Framing::new(read_side, early.to_vec(), ws_config(limits));
     Ok((ws, writer))
 }
 
@@ -359,7 +351,7 @@ fn log_end(end: &End, connection: &Connection, traffic: &Traffic, guest: &Guest)
     }
 }
 
-type Ws = WebSocketStream<ReadSide>;
+type Ws = Framing;
 
 /// One open connection, while its task serves it.
 struct Session<'a> {
@@ -433,7 +425,7 @@ impl Session<'_> {
         tracing::debug!(version = %guest.version(), "connection open");
         let mut phase = match guest.on_open(id).await {
             Ok(()) => Phase::Open,
-            Err(failure) => fail_plugin(&mut ws, failure).await,
+            Err(failure) => fail_plugin(&mut ws, failure),
         };
         hibernate_if_wanted(guest);
         let timer = tokio::time::sleep(Duration::ZERO);
@@ -444,7 +436,7 @@ impl Session<'_> {
             if let Phase::Open = phase
                 && let Some(request) = connection.take_close()
             {
-                phase = start_close(&mut ws, request.code, request.reason).await;
+                phase = start_close(&mut ws, request.code, request.reason);
             }
             if let Phase::Done(_) = phase {
                 break;
@@ -463,7 +455,7 @@ impl Session<'_> {
                 // each) would be polled in vain once per message. Every
                 // `READS_BEFORE_CHECKING` reads in a row, the others go first, so a client that
                 // keeps the socket readable cannot keep the host from seeing them.
-                // Cancel safety: `WebSocketStream::next` keeps partial frames (documented).
+                // Cancel safety: tungstenite keeps partial frames in its buffer.
                 received = ws.next(), if read_first => {
                     reads_in_a_row += 1;
                     let now = Instant::now();
@@ -485,7 +477,7 @@ impl Session<'_> {
                 // Cancel safety: both futures live outside the loop.
                 () = &mut stopping, if open => {
                     reads_in_a_row = 0;
-                    phase = start_close(&mut ws, code::GOING_AWAY, "server shutting down".into()).await;
+                    phase = start_close(&mut ws, code::GOING_AWAY, "server shutting down".into());
                 }
                 // A close was asked for (taken at the top of the loop), or others wait for
                 // an awake slot.
@@ -497,7 +489,7 @@ impl Session<'_> {
                 () = &mut timer => {
                     reads_in_a_row = 0;
                     armed = None;
-                    phase = on_timer(phase, &mut ws, guest, limits, &mut clock).await;
+                    phase = on_timer(phase, &mut ws, guest, limits, &mut clock);
                 }
                 // The others were checked and none is ready: reading resumes (the socket's
                 // bytes may be in tungstenite's buffer already, which no wake-up announces).
@@ -547,7 +539,7 @@ fn next_deadline(phase: &Phase, clock: &Clock, guest: &Guest, limits: &PluginLim
 
 /// The timer fired: hibernate, ping, close an idle connection or give up waiting for a close
 /// reply, whichever is due (nothing may be: the timer is not moved for every message).
-async fn on_timer(
+fn on_timer(
     phase: Phase,
     ws: &mut Ws,
     guest: &mut Guest,
@@ -563,12 +555,12 @@ async fn on_timer(
             }
             if now >= clock.last_received + limits.websocket_idle_timeout {
                 let idle = format!("idle for {:?}", limits.websocket_idle_timeout);
-                return start_close(ws, code::GOING_AWAY, idle).await;
+                return start_close(ws, code::GOING_AWAY, idle);
             }
             if !clock.pinged && now >= clock.last_received + limits.ping_interval {
                 clock.pinged = true;
                 // Through tungstenite, so its state knows; the frame lands in the outbox.
-                let _ = ws.send(WsMessage::Ping(tungstenite::Bytes::new())).await;
+                let _ = ws.ping();
             }
             Phase::Open
         }
@@ -618,7 +610,7 @@ async fn on_received(
             hibernate_if_wanted(guest);
             Phase::Open
         }
-        Err(failure) => fail_plugin(ws, failure).await,
+        Err(failure) => fail_plugin(ws, failure),
     }
 }
 /// Something arrived while closing: data is discarded (no event but `on-close` follows a
@@ -688,19 +680,14 @@ fn read_failed(ws: &mut Ws, err: WsError) -> Phase {
 }
 
 /// The plugin failed: the connection is closed with the failure's code, and no event follows.
-async fn fail_plugin(ws: &mut Ws, failure: EventFailure) -> Phase {
-    let _ = ws
-        .close(Some(frames::close_payload(
-            failure.code(),
-            failure.reason(),
-        )))
-        .await;
+fn fail_plugin(ws: &mut Ws, failure: EventFailure) -> Phase {
+    let _ = ws.close(frames::close_payload(failure.code(), failure.reason()));
     Phase::Done(End::PluginFailed(failure))
 }
 
 /// Sends a close frame (through tungstenite, so it knows) and waits for the reply.
-async fn start_close(ws: &mut Ws, code: u16, reason: String) -> Phase {
-    let _ = ws.close(Some(frames::close_payload(code, &reason))).await;
+fn start_close(ws: &mut Ws, code: u16, reason: String) -> Phase {
+    let _ = ws.close(frames::close_payload(code, &reason));
     Phase::closing(Closing::ByUs {
         code,
         reason,

@@ -5,7 +5,7 @@
 //! accepted, and no plugin can reach another's.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -205,6 +205,9 @@ pub(crate) struct Connection {
     memberships: Mutex<Memberships>,
     /// A close the plugin asked for, until the connection's task starts it.
     close: Mutex<Option<CloseRequest>>,
+    /// Whether `close` holds a request: the connection's task looks at it once per message,
+    /// and a load is cheaper than taking the lock to find nothing.
+    close_asked: AtomicBool,
     /// Wakes the connection's task when a close is asked for, or when other connections wait
     /// for an awake slot (an idle one then hibernates).
     pub(crate) nudge: Notify,
@@ -231,6 +234,7 @@ impl Connection {
             attachment: Mutex::new(attachment),
             memberships: Mutex::default(),
             close: Mutex::new(None),
+            close_asked: AtomicBool::new(false),
             nudge: Notify::new(),
         }
     }
@@ -250,6 +254,7 @@ impl Connection {
         let mut close = lock(&self.close);
         if close.is_none() {
             *close = Some(request);
+            self.close_asked.store(true, Ordering::Release);
         }
         drop(close);
         self.nudge.notify_one();
@@ -257,6 +262,10 @@ impl Connection {
 
     /// The close the plugin asked for, once.
     pub(crate) fn take_close(&self) -> Option<CloseRequest> {
+        // Set under the lock with the request: without it there is nothing to take.
+        if !self.close_asked.load(Ordering::Acquire) {
+            return None;
+        }
         lock(&self.close).take()
     }
 
