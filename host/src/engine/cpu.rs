@@ -13,6 +13,13 @@
 //! sleeps. Measuring per poll costs two clock reads per wake-up; wasmtime's call hooks, which
 //! would separate guest from host time exactly, fire on every guest↔host transition (about a
 //! dozen per WebSocket message) and cost several per cent of an echo's throughput.
+//!
+//! Wall time inside a poll also counts the time the thread was descheduled, which on an
+//! oversubscribed core can pass the per-wake-up limit for an event that used microseconds of CPU.
+//! So that limit is confirmed before it closes anything: once the wall figure is over it, the
+//! guest must also burn [`RUN_LIMIT_CONFIRMATION`] of its thread's own CPU clock (read only then,
+//! at ticks: a system call of about half a microsecond, too dear for every poll) before the wake-up
+//! is interrupted. A loop is caught that much later; a stalled thread is never taken for one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +37,12 @@ use wasmtime::UpdateDeadline;
 /// second are the whole cost: a guest that runs for less than a tick is not made to yield
 /// (see [`CpuMeter::on_epoch`]).
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// CPU time, on the thread's own clock, that a guest must burn after its wake-up's wall-time figure
+/// passed the per-wake-up limit before it is interrupted: five ticks, long enough that a thread
+/// descheduled mid-event (which burns microseconds) never reaches it, short enough to add little to
+/// a loop's run.
+pub(crate) const RUN_LIMIT_CONFIRMATION: Duration = Duration::from_millis(10);
 
 /// Which CPU limit a session broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +64,48 @@ pub(crate) struct CpuMeter {
     handle_deadline: Option<Instant>,
     /// Set when `handle` was interrupted at its deadline.
     handle_overran: bool,
+    /// Set while a wake-up's wall-time figure is over the per-wake-up limit and the thread's CPU
+    /// clock has not yet confirmed it.
+    suspected_loop: Option<SuspectedLoop>,
+}
+
+/// A wake-up suspected of looping, and how much of the thread's CPU clock confirms it.
+#[derive(Debug)]
+struct SuspectedLoop {
+    /// The wake-up ([`SessionCpu::wake_up`]) under suspicion; a later one starts afresh.
+    wake_up: u64,
+    /// The poll in which `thread_cpu` was read: the clock only measures this guest between two
+    /// ticks of the same poll (between polls, the thread runs other tasks).
+    poll: u64,
+    /// The thread's CPU clock at the last tick.
+    thread_cpu: Duration,
+    /// The guest's CPU time confirmed since the suspicion began.
+    confirmed: Duration,
+}
+
+impl SuspectedLoop {
+    /// Adds the thread CPU time since the last tick of the same poll; true once it is enough.
+    fn confirm(&mut self, wake_up: u64, poll: u64) -> bool {
+        let now = thread_cpu_time();
+        if self.wake_up != wake_up {
+            self.wake_up = wake_up;
+            self.confirmed = Duration::ZERO;
+        } else if self.poll == poll {
+            self.confirmed += now.saturating_sub(self.thread_cpu);
+        }
+        self.poll = poll;
+        self.thread_cpu = now;
+        self.confirmed >= RUN_LIMIT_CONFIRMATION
+    }
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(time.tv_sec).unwrap_or(0),
+        u32::try_from(time.tv_nsec).unwrap_or(0),
+    )
 }
 
 impl CpuMeter {
@@ -86,6 +141,31 @@ impl CpuMeter {
         }
         if let Some(session) = &self.session {
             match session.check() {
+                Err(CpuExceeded::RunLimit) => {
+                    let (wake_up, poll) = (session.wake_up(), session.poll());
+                    let confirmed = match &mut self.suspected_loop {
+                        Some(suspicion) => suspicion.confirm(wake_up, poll),
+                        None => {
+                            self.suspected_loop = Some(SuspectedLoop {
+                                wake_up,
+                                poll,
+                                thread_cpu: thread_cpu_time(),
+                                confirmed: Duration::ZERO,
+                            });
+                            false
+                        }
+                    };
+                    if confirmed {
+                        self.exceeded = Some(CpuExceeded::RunLimit);
+                        return UpdateDeadline::Interrupt;
+                    }
+                    // Not confirmed yet: carry on as any long run does. A poll that has only
+                    // just begun runs on to its next tick, so that the clock sees it run.
+                    if session.running() < EPOCH_TICK {
+                        return UpdateDeadline::Continue(1);
+                    }
+                    session.yielding.store(true, Ordering::Relaxed);
+                }
                 Err(exceeded) => {
                     self.exceeded = Some(exceeded);
                     return UpdateDeadline::Interrupt;
@@ -121,6 +201,8 @@ pub(crate) struct SessionCpu {
     run_before: AtomicU64,
     /// Set when the guest yields at a tick: the next poll continues the same wake-up.
     yielding: AtomicBool,
+    /// How many wake-ups have ended: the number of the one in progress.
+    wake_ups: AtomicU64,
 }
 
 impl SessionCpu {
@@ -134,7 +216,23 @@ impl SessionCpu {
             spent: AtomicU64::new(0),
             run_before: AtomicU64::new(0),
             yielding: AtomicBool::new(false),
+            wake_ups: AtomicU64::new(0),
         }
+    }
+
+    /// The number of the wake-up in progress.
+    fn wake_up(&self) -> u64 {
+        self.wake_ups.load(Ordering::Relaxed)
+    }
+
+    /// How long the poll in progress has run.
+    fn running(&self) -> Duration {
+        Duration::from_nanos(self.now_ns().saturating_sub(self.poll()))
+    }
+
+    /// The poll in progress, named by when it started.
+    fn poll(&self) -> u64 {
+        self.poll_started.load(Ordering::Relaxed)
     }
 
     /// CPU time used so far, polls in progress excluded.
@@ -161,6 +259,7 @@ impl SessionCpu {
         } else {
             // The guest went back to waiting on its own: the wake-up is over.
             self.run_before.store(0, Ordering::Relaxed);
+            self.wake_ups.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -254,7 +353,18 @@ mod tests {
         assert!(spent < Duration::from_millis(50), "{spent:?}");
     }
 
-    /// A wake-up that yielded at ticks is still one wake-up: its polls add up to the limit.
+    /// Burns the thread's CPU (not just wall time) for `busy`.
+    fn spin(busy: Duration) {
+        let start = thread_cpu_time();
+        let mut turns = 0_u64;
+        while thread_cpu_time().saturating_sub(start) < busy && turns < 100_000_000 {
+            turns += 1;
+            std::hint::black_box(turns);
+        }
+    }
+
+    /// A wake-up that yielded at ticks is still one wake-up: its polls add up to the limit, and
+    /// a guest burning CPU past it is interrupted once the thread's clock confirms it.
     #[test]
     fn a_wake_up_spans_the_polls_it_yielded_between() {
         let cpu = Arc::new(SessionCpu::new(
@@ -266,9 +376,37 @@ mod tests {
         cpu.yielding.store(true, Ordering::Relaxed);
         poll_once_busy(&cpu, Duration::from_millis(10));
         cpu.poll_started();
-        std::thread::sleep(Duration::from_millis(10));
+        spin(Duration::from_millis(10));
+        // Over the limit by the wall figure: the suspicion starts, the guest runs on.
+        assert!(matches!(meter.on_epoch(), UpdateDeadline::YieldCustom(1, _)));
+        assert_eq!(meter.exceeded(), None);
+        spin(RUN_LIMIT_CONFIRMATION + Duration::from_millis(1));
         assert!(matches!(meter.on_epoch(), UpdateDeadline::Interrupt));
         assert_eq!(meter.exceeded(), Some(CpuExceeded::RunLimit));
+    }
+
+    /// A thread descheduled in the middle of an event (here: asleep) passes the limit by the wall
+    /// figure, but its CPU clock does not confirm it: the wake-up runs on and ends normally.
+    #[test]
+    fn a_stalled_thread_is_not_taken_for_a_loop() {
+        let cpu = Arc::new(SessionCpu::new(
+            Duration::from_secs(10),
+            Duration::from_millis(15),
+        ));
+        let mut meter = CpuMeter::default();
+        meter.start_session(cpu.clone());
+        cpu.poll_started();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(matches!(meter.on_epoch(), UpdateDeadline::YieldCustom(1, _)));
+        std::thread::sleep(RUN_LIMIT_CONFIRMATION + Duration::from_millis(5));
+        assert!(matches!(meter.on_epoch(), UpdateDeadline::YieldCustom(1, _)));
+        assert_eq!(meter.exceeded(), None);
+        // The event finishes: the next wake-up starts with no suspicion and a fresh run time.
+        cpu.yielding.store(false, Ordering::Relaxed);
+        cpu.poll_ended();
+        cpu.poll_started();
+        assert!(matches!(meter.on_epoch(), UpdateDeadline::Continue(1)));
+        assert_eq!(meter.exceeded(), None);
     }
 
     /// A wake-up that ended on its own starts the next one from zero.
