@@ -74,28 +74,49 @@ pub(crate) struct CpuMeter {
 struct SuspectedLoop {
     /// The wake-up ([`SessionCpu::wake_up`]) under suspicion; a later one starts afresh.
     wake_up: u64,
-    /// The poll in which `thread_cpu` was read: the clock only measures this guest between two
-    /// ticks of the same poll (between polls, the thread runs other tasks).
+    /// The poll in progress when last looked at ([`SessionCpu::poll`]): the thread's clock only
+    /// measures this guest within one poll (between polls, the thread runs other tasks).
     poll: u64,
+    /// The thread's CPU clock when that poll started (or when the suspicion began in it).
+    poll_cpu_start: Duration,
     /// The thread's CPU clock at the last tick.
-    thread_cpu: Duration,
-    /// The guest's CPU time confirmed since the suspicion began.
-    confirmed: Duration,
+    last_cpu: Duration,
+    /// The guest's CPU time confirmed in the suspected wake-up's earlier polls.
+    confirmed_before: Duration,
 }
 
 impl SuspectedLoop {
-    /// Adds the thread CPU time since the last tick of the same poll; true once it is enough.
-    fn confirm(&mut self, wake_up: u64, poll: u64) -> bool {
+    /// Starts suspecting the wake-up in progress, counting from now.
+    fn begin(session: &SessionCpu) -> Self {
         let now = thread_cpu_time();
-        if self.wake_up != wake_up {
-            self.wake_up = wake_up;
-            self.confirmed = Duration::ZERO;
-        } else if self.poll == poll {
-            self.confirmed += now.saturating_sub(self.thread_cpu);
+        session.suspected.store(true, Ordering::Relaxed);
+        Self {
+            wake_up: session.wake_up(),
+            poll: session.poll(),
+            poll_cpu_start: now,
+            last_cpu: now,
+            confirmed_before: Duration::ZERO,
         }
-        self.poll = poll;
-        self.thread_cpu = now;
-        self.confirmed >= RUN_LIMIT_CONFIRMATION
+    }
+
+    /// Counts the guest's CPU time up to now; true once it confirms the loop.
+    fn confirm(&mut self, session: &SessionCpu) -> bool {
+        if self.wake_up != session.wake_up() {
+            *self = Self::begin(session);
+            return false;
+        }
+        let now = thread_cpu_time();
+        let poll = session.poll();
+        if self.poll != poll {
+            // A new poll of the same wake-up: it read the clock as it started, since the
+            // suspicion was already set then.
+            self.confirmed_before += self.last_cpu.saturating_sub(self.poll_cpu_start);
+            self.poll = poll;
+            self.poll_cpu_start =
+                Duration::from_nanos(session.poll_thread_cpu.load(Ordering::Relaxed));
+        }
+        self.last_cpu = now;
+        self.confirmed_before + now.saturating_sub(self.poll_cpu_start) >= RUN_LIMIT_CONFIRMATION
     }
 }
 
@@ -142,16 +163,10 @@ impl CpuMeter {
         if let Some(session) = &self.session {
             match session.check() {
                 Err(CpuExceeded::RunLimit) => {
-                    let (wake_up, poll) = (session.wake_up(), session.poll());
                     let confirmed = match &mut self.suspected_loop {
-                        Some(suspicion) => suspicion.confirm(wake_up, poll),
+                        Some(suspicion) => suspicion.confirm(session),
                         None => {
-                            self.suspected_loop = Some(SuspectedLoop {
-                                wake_up,
-                                poll,
-                                thread_cpu: thread_cpu_time(),
-                                confirmed: Duration::ZERO,
-                            });
+                            self.suspected_loop = Some(SuspectedLoop::begin(session));
                             false
                         }
                     };
@@ -203,6 +218,12 @@ pub(crate) struct SessionCpu {
     yielding: AtomicBool,
     /// How many wake-ups have ended: the number of the one in progress.
     wake_ups: AtomicU64,
+    /// Set while the wake-up in progress is suspected of looping ([`CpuMeter::on_epoch`]):
+    /// only then does each poll read the thread's CPU clock as it starts.
+    suspected: AtomicBool,
+    /// The thread's CPU clock when the poll in progress started, in nanoseconds; kept only
+    /// while `suspected`.
+    poll_thread_cpu: AtomicU64,
 }
 
 impl SessionCpu {
@@ -217,6 +238,8 @@ impl SessionCpu {
             run_before: AtomicU64::new(0),
             yielding: AtomicBool::new(false),
             wake_ups: AtomicU64::new(0),
+            suspected: AtomicBool::new(false),
+            poll_thread_cpu: AtomicU64::new(0),
         }
     }
 
@@ -247,6 +270,11 @@ impl SessionCpu {
 
     fn poll_started(&self) {
         self.poll_started.store(self.now_ns(), Ordering::Relaxed);
+        if self.suspected.load(Ordering::Relaxed) {
+            // u64 nanoseconds of one thread's CPU last 584 years.
+            let cpu = thread_cpu_time().as_nanos() as u64;
+            self.poll_thread_cpu.store(cpu, Ordering::Relaxed);
+        }
     }
 
     fn poll_ended(&self) {
@@ -260,6 +288,7 @@ impl SessionCpu {
             // The guest went back to waiting on its own: the wake-up is over.
             self.run_before.store(0, Ordering::Relaxed);
             self.wake_ups.fetch_add(1, Ordering::Relaxed);
+            self.suspected.store(false, Ordering::Relaxed);
         }
     }
 
@@ -378,7 +407,10 @@ mod tests {
         cpu.poll_started();
         spin(Duration::from_millis(10));
         // Over the limit by the wall figure: the suspicion starts, the guest runs on.
-        assert!(matches!(meter.on_epoch(), UpdateDeadline::YieldCustom(1, _)));
+        assert!(matches!(
+            meter.on_epoch(),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
         assert_eq!(meter.exceeded(), None);
         spin(RUN_LIMIT_CONFIRMATION + Duration::from_millis(1));
         assert!(matches!(meter.on_epoch(), UpdateDeadline::Interrupt));
@@ -397,9 +429,15 @@ mod tests {
         meter.start_session(cpu.clone());
         cpu.poll_started();
         std::thread::sleep(Duration::from_millis(20));
-        assert!(matches!(meter.on_epoch(), UpdateDeadline::YieldCustom(1, _)));
+        assert!(matches!(
+            meter.on_epoch(),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
         std::thread::sleep(RUN_LIMIT_CONFIRMATION + Duration::from_millis(5));
-        assert!(matches!(meter.on_epoch(), UpdateDeadline::YieldCustom(1, _)));
+        assert!(matches!(
+            meter.on_epoch(),
+            UpdateDeadline::YieldCustom(1, _)
+        ));
         assert_eq!(meter.exceeded(), None);
         // The event finishes: the next wake-up starts with no suspicion and a fresh run time.
         cpu.yielding.store(false, Ordering::Relaxed);
