@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use switchyard_host::config::TlsFiles;
 use switchyard_host::config::pubsub::PubSubConfig;
 use switchyard_host::topics::redis::PubSubStats;
 use switchyard_host::{HostConfig, HostStats, Limits, Runtime, Server};
@@ -106,6 +107,19 @@ impl TestHost {
         Self::start_serving_with(dir, folder, limits, pubsub).await
     }
 
+    /// Starts a host serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with the certificate and key
+    /// `tls` names, the named built plugins and `(name, toml)` sidecars beside them.
+    pub async fn start_tls(plugins: &[&str], sidecars: &[(&str, &str)], tls: TlsFiles) -> Self {
+        let dir = tempfile::tempdir().expect("creating a plugins folder");
+        copy_built_plugins(dir.path(), plugins);
+        for (name, toml) in sidecars {
+            std::fs::write(dir.path().join(format!("{name}.toml")), toml)
+                .expect("writing a sidecar");
+        }
+        let folder = dir.path().to_owned();
+        Self::start_serving_tls(dir, folder, None, PubSubConfig::default(), Some(tls)).await
+    }
+
     async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {
         let plugins = dir.path().to_owned();
         Self::start_serving(dir, plugins, limits).await
@@ -125,6 +139,16 @@ impl TestHost {
         limits: Option<Limits>,
         pubsub: PubSubConfig,
     ) -> Self {
+        Self::start_serving_tls(dir, plugins, limits, pubsub, None).await
+    }
+
+    async fn start_serving_tls(
+        dir: tempfile::TempDir,
+        plugins: PathBuf,
+        limits: Option<Limits>,
+        pubsub: PubSubConfig,
+        tls: Option<TlsFiles>,
+    ) -> Self {
         logs::install();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -133,6 +157,7 @@ impl TestHost {
             HostConfig::new(plugins.clone(), "127.0.0.1:0".parse().expect("an address"));
         config.reload_debounce = TEST_RELOAD_DEBOUNCE;
         config.pubsub = pubsub;
+        config.tls = tls;
         let runtime = match limits {
             Some(limits) => Arc::new(Runtime::new(&limits).expect("creating a runtime")),
             None => shared_runtime(),

@@ -5,6 +5,8 @@
 //! - [`host`]: [`TestHost`], one running host per test with its own plugins folder.
 //! - [`logs`]: captures every log line, so a test can assert what the host reported.
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
+//! - [`tls`]: a certificate made by the test, and HTTPS (HTTP/1.1, HTTP/2) and RFC 8441
+//!   clients that trust it.
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
 //!
@@ -25,6 +27,7 @@ pub mod nginx;
 pub mod probe;
 pub mod redis;
 pub mod services;
+pub mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;
