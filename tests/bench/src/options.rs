@@ -13,7 +13,7 @@ usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]] [-
   --quick          a short smoke run: 1 s per load, fewer sessions, iterations and runs
   --seconds N      measured seconds per load (default 5; 1 with --quick)
   --only LIST      run only these sections: matrix, memory, hibernated, fanout, wake,
-                   instantiate, reload, startup, crosshost
+                   instantiate, reload, startup, crosshost, tls
   --sessions LIST  hibernated session counts to measure (default 10000,100000;
                    1000,5000 with --quick)";
 
@@ -52,10 +52,12 @@ pub(crate) enum Section {
     Startup,
     /// Two hosts sharing topics through Redis: cross-host latency, split fan-out.
     Crosshost,
+    /// WebSocket echo over TLS: the managed plugin against native tokio-rustls.
+    Tls,
 }
 
 impl Section {
-    const ALL: [Section; 9] = [
+    const ALL: [Section; 10] = [
         Section::Matrix,
         Section::Memory,
         Section::Hibernated,
@@ -65,6 +67,7 @@ impl Section {
         Section::Reload,
         Section::Startup,
         Section::Crosshost,
+        Section::Tls,
     ];
 
     fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Section {
             Section::Reload => "reload",
             Section::Startup => "startup",
             Section::Crosshost => "crosshost",
+            Section::Tls => "tls",
         }
     }
 
@@ -93,6 +97,7 @@ impl Section {
             Section::Reload => "7. Hot reload",
             Section::Startup => "8. Start-up to first served request",
             Section::Crosshost => "9. Scale-out: two hosts sharing topics through Redis",
+            Section::Tls => "10. WebSocket echo over TLS: managed plugin and native tokio-rustls",
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use switchyard_host::config::limits;
+use switchyard_host::config::{TlsFiles, limits};
 use switchyard_host::{HostConfig, HostStats, Limits, Runtime, Server};
 
 use super::ServerProcess;
@@ -20,6 +20,10 @@ use super::ServerProcess;
 pub(super) const CACHE_KEY: &str = "cache";
 /// The argument that names the pub/sub backend (`pubsub=redis://…`), as `--pubsub` does.
 pub(super) const PUBSUB_KEY: &str = "pubsub";
+/// The arguments that name the certificate and key files (`tls-cert=<pem>`, `tls-key=<pem>`),
+/// as `--tls-cert` and `--tls-key` do.
+pub(super) const TLS_CERT_KEY: &str = "tls-cert";
+pub(super) const TLS_KEY_KEY: &str = "tls-key";
 /// The question the role answers with its gauges, and the first word of its answer.
 const STATS: &str = "stats";
 
@@ -29,6 +33,8 @@ pub(super) struct Settings {
     cache_dir: Option<PathBuf>,
     /// `--pubsub`'s value, if given (else the default, `local`).
     pubsub: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     limits: Vec<(String, u64)>,
 }
 
@@ -42,6 +48,8 @@ impl Settings {
             plugins_dir: PathBuf::from(dir),
             cache_dir: None,
             pubsub: None,
+            tls_cert: None,
+            tls_key: None,
             limits: Vec::new(),
         };
         for arg in rest {
@@ -52,6 +60,10 @@ impl Settings {
                 settings.cache_dir = Some(PathBuf::from(value));
             } else if name == PUBSUB_KEY {
                 settings.pubsub = Some(value.to_owned());
+            } else if name == TLS_CERT_KEY {
+                settings.tls_cert = Some(PathBuf::from(value));
+            } else if name == TLS_KEY_KEY {
+                settings.tls_key = Some(PathBuf::from(value));
             } else {
                 let value = value
                     .parse()
@@ -96,6 +108,12 @@ pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
         config.pubsub.backend = pubsub
             .parse()
             .map_err(|err| anyhow::anyhow!("--pubsub {pubsub:?}: {err}"))?;
+    }
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        config.tls = Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
     }
     let limits = settings.limits()?;
     let mut runtime = Runtime::new(&limits)?;
