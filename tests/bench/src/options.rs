@@ -326,7 +326,7 @@ mod tests {
     fn defaults_and_quick() {
         let full = parse(&[]).unwrap().unwrap();
         assert_eq!(full.measure, Duration::from_secs(5));
-        assert_eq!(full.sections().len(), 9);
+        assert_eq!(full.sections().len(), 10);
         assert_eq!(full.hibernated_sessions(), vec![10_000, 100_000]);
         assert!(full.files_needed() > 100_000);
         let quick = parse(&["--quick"]).unwrap().unwrap();
