@@ -110,6 +110,16 @@ impl TestHost {
     /// Starts a host serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with the certificate and key
     /// `tls` names, the named built plugins and `(name, toml)` sidecars beside them.
     pub async fn start_tls(plugins: &[&str], sidecars: &[(&str, &str)], tls: TlsFiles) -> Self {
+        Self::start_tls_with_limits(plugins, sidecars, tls, None).await
+    }
+
+    /// [`TestHost::start_tls`] with host-wide `limits` (an engine of their own).
+    pub async fn start_tls_with_limits(
+        plugins: &[&str],
+        sidecars: &[(&str, &str)],
+        tls: TlsFiles,
+        limits: Option<Limits>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("creating a plugins folder");
         copy_built_plugins(dir.path(), plugins);
         for (name, toml) in sidecars {
@@ -117,7 +127,7 @@ impl TestHost {
                 .expect("writing a sidecar");
         }
         let folder = dir.path().to_owned();
-        Self::start_serving_tls(dir, folder, None, PubSubConfig::default(), Some(tls)).await
+        Self::start_serving_tls(dir, folder, limits, PubSubConfig::default(), Some(tls)).await
     }
 
     async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {

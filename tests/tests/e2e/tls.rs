@@ -310,3 +310,46 @@ async fn rotation_serves_new_handshakes_and_keeps_open_sessions() {
     })
     .await;
 }
+
+/// A client that opens TCP and never starts its handshake holds one of the handshake places:
+/// while they are all taken, a new connection is closed at once (long before any timeout), and
+/// the stalled one is closed at the handshake timeout, after which TLS clients are served again.
+#[tokio::test]
+async fn stalled_handshakes_are_bounded_in_number_and_time() {
+    bounded(async {
+        let dir = tempfile::tempdir().expect("a folder for the certificate");
+        let cert = TestCert::generate();
+        let files = cert.write_to(dir.path());
+        // The cap: with a timeout far past the client's read timeout, only the cap can close
+        // the second connection.
+        let capped = Limits {
+            max_tls_handshakes: 1,
+            tls_handshake_timeout: Duration::from_secs(600),
+            ..Limits::default()
+        };
+        let host =
+            TestHost::start_tls_with_limits(&["hello"], &[], files.clone(), Some(capped)).await;
+        // Accepted (and given the one place) before the next: the accept loop takes
+        // connections in the order the kernel queued them.
+        let _stalled = RawConnection::open(host.addr, b"").await;
+        let mut refused = RawConnection::open(host.addr, b"").await;
+        refused.expect_closed().await;
+        host.wait_for_log(&["TLS handshake limit of 1"], LOG_WAIT)
+            .await;
+
+        // The timeout: a stalled handshake is closed, and the place it held is free again.
+        let timed = Limits {
+            max_tls_handshakes: 1,
+            tls_handshake_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let host = TestHost::start_tls_with_limits(&["hello"], &[], files, Some(timed)).await;
+        let mut stalled = RawConnection::open(host.addr, b"").await;
+        stalled.expect_closed().await;
+        host.wait_for_log(&["TLS handshake not complete within"], LOG_WAIT)
+            .await;
+        let reply = https_get(host.addr, &cert.der, "/hello", true).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    })
+    .await;
+}
