@@ -11,7 +11,9 @@ use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use switchyard_host::Limits;
 use switchyard_host::config::limits::{self, Limit, Preset};
 use switchyard_host::config::pubsub::{DEFAULT_PUBSUB_PREFIX, PubSubBackend, PubSubPrefix};
-use switchyard_host::config::{DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE};
+use switchyard_host::config::{
+    DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_RELOAD_DEBOUNCE, TlsFiles,
+};
 
 /// Host for sandboxed WebAssembly plugins that answer HTTP requests and own upgraded
 /// connections (WebSocket or any other protocol).
@@ -87,6 +89,14 @@ pub(crate) struct ServeArgs {
     /// A flag given on the command line beats its environment variable, which beats the file.
     #[arg(long, value_name = "FILE", env = "SWITCHYARD_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// Serve HTTPS on --listen with this PEM certificate chain (leaf first): HTTP/2 and
+    /// HTTP/1.1 by ALPN, WebSockets over both (RFC 8441 on HTTP/2). Reloaded when the file
+    /// changes; a bad one at start stops the host, on reload the old one stays in use.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); reloaded with it.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) limits: LimitArgs,
 }
@@ -127,6 +137,17 @@ pub(crate) fn parse() -> Result<Cli, switchyard_host::config::file::FileError> {
 impl ServeArgs {
     pub(crate) fn reload_debounce(&self) -> Duration {
         Duration::from_millis(self.reload_debounce_ms)
+    }
+
+    /// The certificate and key files, if TLS is on (clap requires both or neither).
+    pub(crate) fn tls(&self) -> Option<TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
     }
 }
 

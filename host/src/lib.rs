@@ -8,10 +8,13 @@
 //!   (`config::docs`); `config::file` reads `serve --config <toml>`, whose keys are the flags.
 //! - `server`: the listener (the connection limit, graceful shutdown) and `server::connection`,
 //!   one hyper HTTP/1.1 connection per task with upgrades enabled (`408` to a stalled request
-//!   head, `GOAWAY` to an HTTP/2 client).
+//!   head, `GOAWAY` to a cleartext HTTP/2 client); with `--tls-cert`, `server::tls` (rustls,
+//!   ALPN, handshake limits, certificate reload) and `server::h2` (HTTP/2 with extended
+//!   CONNECT) in front of it.
 //! - `http`: one request, from intake to answer: `intake` (RFC 9112 checks, the body within its
-//!   size and time limits), `request_path` (the normalised path routing and the plugin share),
-//!   `dispatch` (route → instantiate → `handle` → response or upgrade), `guest_response` (what a
+//!   size and time limits), `connect` (an HTTP/2 extended CONNECT put in its HTTP/1.1 upgrade
+//!   form, RFC 8441), `transport` (TLS or not, for the logs), `request_path` (the normalised
+//!   path routing and the plugin share), `dispatch` (route → instantiate → `handle` → response or upgrade), `guest_response` (what a
 //!   guest may answer), `upgrade` (whether an upgrade answer may become a `101`), and
 //!   [`admission`] with its [`gauge`]s (live instances, sessions and `handle` calls; whether one
 //!   more may start).

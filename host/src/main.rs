@@ -67,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let signals = StopSignals::listen()?;
         let mut config = HostConfig::new(args.plugins.clone(), args.listen);
         config.reload_debounce = args.reload_debounce();
+        config.tls = args.tls();
         config.pubsub = switchyard_host::config::pubsub::PubSubConfig {
             backend: args.pubsub.clone(),
             prefix: args.pubsub_prefix.clone(),

@@ -11,6 +11,9 @@
 //   SCREENSHOT_DIR  where to save chat-<first name>.png and chat-<second name>.png
 //   PLAYWRIGHT_DIR  the folder whose node_modules holds playwright-core (tests/browser/setup.sh)
 //   CHROMIUM        the browser to drive (Debian's /usr/bin/chromium)
+// and, for the page over HTTPS:
+//   CHROMIUM_EXTRA_ARGS  more flags, space-separated (the test certificate's SPKI pin)
+//   SCREENSHOT_PREFIX    the screenshots' name before -<name>.png (default: chat)
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -54,6 +57,7 @@ let browser = null;
 /** The pages still open, by name, for a screenshot if a step fails. */
 const openPages = new Map();
 let screenshotDir = null;
+const screenshotPrefix = process.env.SCREENSHOT_PREFIX || 'chat';
 
 function report(code) {
   summary.elapsedMs = Date.now() - started;
@@ -114,6 +118,11 @@ async function openPage(name, url) {
   openPages.set(name, page);
   page.on('close', () => openPages.delete(name));
   await page.goto(url, { timeout: STEP_TIMEOUT_MS });
+  // The protocol the page itself came over (`h2`, `http/1.1`), as the browser reports it.
+  summary.protocols = summary.protocols ?? {};
+  summary.protocols[name] = await page.evaluate(
+    () => performance.getEntriesByType('navigation')[0]?.nextHopProtocol ?? null,
+  );
   return { context, page };
 }
 
@@ -139,7 +148,7 @@ async function main() {
   browser = await chromium.launch({
     executablePath: required('CHROMIUM'),
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...(process.env.CHROMIUM_EXTRA_ARGS ?? '').split(' ').filter(Boolean)],
     timeout: LAUNCH_TIMEOUT_MS,
   });
   summary.chromium = browser.version();
@@ -172,7 +181,7 @@ async function main() {
 
   summary.step = `screenshot of ${second}'s page`;
   summary.pages[second] = await pageState(two.page);
-  summary.screenshots[second] = path.join(screenshotDir, `chat-${second}.png`);
+  summary.screenshots[second] = path.join(screenshotDir, `${screenshotPrefix}-${second}.png`);
   await two.page.screenshot({ path: summary.screenshots[second], fullPage: true });
 
   summary.step = `${second} closes the page; ${first} sees the leave notice`;
@@ -181,7 +190,7 @@ async function main() {
 
   summary.step = `screenshot of ${first}'s page`;
   summary.pages[first] = await pageState(one.page);
-  summary.screenshots[first] = path.join(screenshotDir, `chat-${first}.png`);
+  summary.screenshots[first] = path.join(screenshotDir, `${screenshotPrefix}-${first}.png`);
   await one.page.screenshot({ path: summary.screenshots[first], fullPage: true });
 
   summary.step = 'done';
@@ -194,7 +203,7 @@ try {
   summary.error = String(error?.message ?? error);
   // What each open page showed when the step failed, to see why.
   for (const [name, page] of openPages) {
-    const file = path.join(screenshotDir ?? '.', `chat-${name}-failed.png`);
+    const file = path.join(screenshotDir ?? '.', `${screenshotPrefix}-${name}-failed.png`);
     try {
       summary.pages[name] ??= await pageState(page);
       await page.screenshot({ path: file, fullPage: true, timeout: STEP_TIMEOUT_MS });

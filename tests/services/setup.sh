@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the scale-out tests (tests/tests/scaleout) and the benchmark's crosshost section
-# need when it is missing: Debian's `redis-server` and `nginx`. The tests run their own
+# need when it is missing: Debian's `redis-server` and `nginx`; and `curl` for the e2e test of
+# HTTP/2 over TLS with another client. The tests run their own
 # redis-server and nginx processes (temp folders, free loopback ports, stopped by the tests);
 # the packages' own services are neither started by the install nor relied on.
 # tests/run-all.sh runs it before the tests.
@@ -38,5 +39,7 @@ trap allow_service_starts EXIT
 
 forbid_service_starts
 apt_install redis-server "$REDIS"
+# curl: the e2e test that HTTP/2 over TLS works for another client stack (curl --http2).
+apt_install curl /usr/bin/curl
 apt_install nginx "$NGINX"
 echo "scale-out tests ready: $("$REDIS" --version | cut -d' ' -f1-3), $("$NGINX" -v 2>&1)" >&2

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use switchyard_host::config::TlsFiles;
 use switchyard_host::config::pubsub::PubSubConfig;
 use switchyard_host::topics::redis::PubSubStats;
 use switchyard_host::{HostConfig, HostStats, Limits, Runtime, Server};
@@ -155,6 +156,37 @@ impl TestHost {
         Self::start_serving_with(dir, folder, None, PubSubConfig::default(), true).await
     }
 
+    /// Starts a host serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with the certificate and key
+    /// `tls` names, the named built plugins and `(name, toml)` sidecars beside them.
+    pub async fn start_tls(plugins: &[&str], sidecars: &[(&str, &str)], tls: TlsFiles) -> Self {
+        Self::start_tls_with_limits(plugins, sidecars, tls, None).await
+    }
+
+    /// [`TestHost::start_tls`] with host-wide `limits` (an engine of their own).
+    pub async fn start_tls_with_limits(
+        plugins: &[&str],
+        sidecars: &[(&str, &str)],
+        tls: TlsFiles,
+        limits: Option<Limits>,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("creating a plugins folder");
+        copy_built_plugins(dir.path(), plugins);
+        for (name, toml) in sidecars {
+            std::fs::write(dir.path().join(format!("{name}.toml")), toml)
+                .expect("writing a sidecar");
+        }
+        let folder = dir.path().to_owned();
+        Self::start_with_settings(
+            dir,
+            folder,
+            limits,
+            PubSubConfig::default(),
+            false,
+            Some(tls),
+        )
+        .await
+    }
+
     async fn start_with(dir: tempfile::TempDir, limits: Option<Limits>) -> Self {
         let plugins = dir.path().to_owned();
         Self::start_serving(dir, plugins, limits).await
@@ -175,6 +207,18 @@ impl TestHost {
         pubsub: PubSubConfig,
         access_log: bool,
     ) -> Self {
+        Self::start_with_settings(dir, plugins, limits, pubsub, access_log, None).await
+    }
+
+    /// Starts a host on `plugins` with every setting the other constructors choose from.
+    async fn start_with_settings(
+        dir: tempfile::TempDir,
+        plugins: PathBuf,
+        limits: Option<Limits>,
+        pubsub: PubSubConfig,
+        access_log: bool,
+        tls: Option<TlsFiles>,
+    ) -> Self {
         logs::install();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -185,6 +229,7 @@ impl TestHost {
         config.pubsub = pubsub;
         config.admin_listen = Some("127.0.0.1:0".parse().expect("an address"));
         config.access_log = access_log;
+        config.tls = tls;
         let runtime = match limits {
             Some(limits) => Arc::new(runtime(&limits)),
             None => shared_runtime(),

@@ -7,6 +7,8 @@
 //! - [`metrics`]: the Prometheus text of `/metrics`, parsed into samples a test can look up.
 //! - [`client`]: a small HTTP/1.1 client and raw-TCP helpers.
 //! - [`python`]: whether the Python plugins were built (skip or fail loudly).
+//! - [`tls`]: a certificate made by the test, and HTTPS (HTTP/1.1, HTTP/2) and RFC 8441
+//!   clients that trust it.
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
 //!
@@ -29,6 +31,7 @@ pub mod probe;
 pub mod python;
 pub mod redis;
 pub mod services;
+pub mod tls;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -274,6 +274,31 @@ pub const HOST: &[Limit<Limits>] = &[
         exceeded: "as for `pubsub-queue-messages`",
         set: |limits, value| limits.pubsub_queue_bytes = to_usize(value),
     },
+    Limit {
+        flag: Some("tls-handshake-timeout-ms"),
+        sidecar_key: None,
+        unit: Unit::Millis,
+        default: Preset::Value(10_000),
+        min: 100,
+        max: 600_000,
+        what: "time to complete the TLS handshake (`--tls-cert`)",
+        exceeded: "connection closed without a reply",
+        set: |limits, value| limits.tls_handshake_timeout = millis(value),
+    },
+    Limit {
+        flag: Some("max-tls-handshakes"),
+        sidecar_key: None,
+        unit: Unit::Count,
+        // Each handshake costs a signature (about 1 ms of CPU with ring's ECDSA P-256): 1,024
+        // waiting at once is a second of work on one core, more than any real burst of
+        // clients needs and little enough that a flood of half-open handshakes is bounded.
+        default: Preset::Value(1_024),
+        min: 1,
+        max: MAX_COUNT,
+        what: "TLS handshakes in progress at once, host-wide (`--tls-cert`)",
+        exceeded: "the new connection is closed before its handshake; logged at a bounded rate",
+        set: |limits, value| limits.max_tls_handshakes = count(value),
+    },
 ];
 
 /// Per-plugin limits: the flag sets the default for every plugin, the sidecar key overrides it

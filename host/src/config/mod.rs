@@ -77,6 +77,19 @@ pub struct HostConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Whether to write an access-log line per request and per ended session.
     pub access_log: bool,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with this certificate and key instead of
+    /// cleartext HTTP/1.1.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the listener's certificate chain and private key (`--tls-cert`,
+/// `--tls-key`); both are watched and reloaded when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl HostConfig {
@@ -89,6 +102,7 @@ impl HostConfig {
             pubsub: pubsub::PubSubConfig::default(),
             admin_listen: None,
             access_log: false,
+            tls: None,
         }
     }
 }
@@ -128,6 +142,10 @@ pub struct Limits {
     pub pubsub_queue_messages: usize,
     /// Bytes of publishes waiting to be sent to the pub/sub broker at most; as above.
     pub pubsub_queue_bytes: usize,
+    /// Time a client has to complete the TLS handshake (with `--tls-cert`).
+    pub tls_handshake_timeout: Duration,
+    /// TLS handshakes in progress at once; connections beyond it are closed at once.
+    pub max_tls_handshakes: u32,
     /// What each plugin gets unless its sidecar says otherwise.
     pub plugin: PluginLimits,
 }
@@ -167,6 +185,8 @@ impl Limits {
             drain_timeout: Duration::ZERO,
             pubsub_queue_messages: 0,
             pubsub_queue_bytes: 0,
+            tls_handshake_timeout: Duration::ZERO,
+            max_tls_handshakes: 0,
             plugin: PluginLimits::unset(),
         }
     }

@@ -16,10 +16,12 @@ use tracing::Instrument as _;
 use crate::config::Limits;
 use crate::engine::bindings::{self, Outgoing};
 use crate::http::admission::HostStats;
+use crate::http::connect;
 use crate::http::guest_response::{self, Body, host_response};
 use crate::http::intake;
 use crate::http::request_path;
-use crate::http::upgrade::{self, ClientOffer, UpgradeRefused};
+use crate::http::transport::Transport;
+use crate::http::upgrade::{self, ClientOffer, UpgradeRefused, tokens};
 use crate::observe::access_log;
 use crate::observe::metrics;
 use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
@@ -102,6 +104,11 @@ impl Dispatcher {
         if let Some(refused) = intake::check_head(&request, &self.limits) {
             return (refused, None);
         }
+        // An HTTP/2 extended CONNECT reaches the plugin as the HTTP/1.1 upgrade it stands for.
+        let connect_protocol = match connect::rewrite(&mut request) {
+            Ok(protocol) => protocol,
+            Err(refused) => return (*refused, None),
+        };
         // Routing and the plugin both use the normalised path, so they cannot disagree.
         let path = match request_path::normalize(request.uri().path()) {
             Ok(path) => path,
@@ -133,7 +140,12 @@ impl Dispatcher {
             plugin = %plugin.name(),
             version = %plugin.version(),
             path = %path,
+            http = ?parts.version,
+            connect_protocol = tracing::field::Empty,
         );
+        if let Some(protocol) = &connect_protocol {
+            span.record("connect_protocol", protocol.as_str());
+        }
         let answered = async {
             let body = match intake::read_body(body, &self.limits).await {
                 Ok(body) => body,
@@ -149,6 +161,10 @@ impl Dispatcher {
             (response, bytes_in)
         };
         let (response, bytes_in) = answered.instrument(span).await;
+        let response = match connect_protocol {
+            Some(_) => connect::answer(response),
+            None => response,
+        };
         (response, Some((plugin, bytes_in)))
     }
 
@@ -268,6 +284,7 @@ impl Dispatcher {
                             shutdown: self.sessions.shutdown.clone(),
                             access_log: self.access_log,
                         };
+                        log_session_start(parts);
                         let session = session::run(instance, request, on_upgrade, context);
                         self.sessions.spawn(session.in_current_span());
                         switching
@@ -350,6 +367,7 @@ impl Dispatcher {
             path = %parts.uri,
             "websocket accepted"
         );
+        span.in_scope(|| log_session_start(parts));
         let accepted = managed::Accepted {
             plugin,
             instance,
@@ -362,6 +380,24 @@ impl Dispatcher {
         self.sessions.spawn(task.instrument(span));
         switching
     }
+}
+
+/// One line per session start naming how it is carried: over the HTTP/1.1 connection itself
+/// or an HTTP/2 stream (RFC 8441), with or without TLS.
+fn log_session_start(parts: &Parts) {
+    let tls = parts
+        .extensions
+        .get::<Transport>()
+        .is_some_and(|transport| transport.tls);
+    let protocol = tokens(parts.headers.get_all(hyper::header::UPGRADE).iter())
+        .next()
+        .unwrap_or_default();
+    tracing::info!(
+        transport = Transport::session_kind(parts.version),
+        tls,
+        protocol,
+        "session started"
+    );
 }
 
 /// Calls `handle` within the plugin's deadline; a trap or an overrun becomes the response to

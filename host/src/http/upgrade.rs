@@ -7,6 +7,7 @@ use hyper::http::request::Parts;
 use hyper::{Response, StatusCode, Version};
 
 use crate::engine::bindings::ProtocolUpgrade;
+use crate::http::connect::ExtendedConnect;
 use crate::http::guest_response::{Body, InvalidAnswer, header_map};
 
 /// The protocols a client offered to switch to (`Connection: upgrade` + `Upgrade: a, b/2`).
@@ -16,9 +17,11 @@ pub(crate) struct ClientOffer {
 }
 
 impl ClientOffer {
-    /// The client's offer, or `None` if the request is not an HTTP/1.1 upgrade request.
+    /// The client's offer, or `None` if the request is not an HTTP/1.1 upgrade request (or an
+    /// HTTP/2 extended CONNECT, which `http::connect` has put in that form).
     pub(crate) fn from_request(parts: &Parts) -> Option<Self> {
-        if parts.version != Version::HTTP_11 {
+        let extended_connect = parts.extensions.get::<ExtendedConnect>().is_some();
+        if parts.version != Version::HTTP_11 && !extended_connect {
             return None;
         }
         let asks_upgrade = tokens(parts.headers.get_all(CONNECTION).iter())

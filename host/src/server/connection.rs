@@ -5,20 +5,23 @@
 //!
 //! hyper returns the connection's socket with its error (`into_parts`), so the reply goes out on
 //! the socket itself and an upgraded connection stays a plain `TcpStream` (see `pump::split`).
+//! The same code serves HTTP/1.1 over TLS (the stream is then rustls's).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::dispatch::Dispatcher;
 use crate::http::gauge::GaugeGuard;
+use crate::http::transport::Transport;
 
 /// How long a connection closed with a reply (408, GOAWAY) goes on being read and discarded
 /// after the reply, so that bytes the client is still sending do not make the kernel reset the
@@ -40,18 +43,27 @@ pub(crate) struct ConnectionContext {
     pub(crate) stop: CancellationToken,
     /// This connection's place under the connection limit, given back when the task ends.
     pub(crate) slot: GaugeGuard,
+    /// What the connection is (TLS or not), put in every request for the dispatcher.
+    pub(crate) transport: Transport,
 }
 
 /// Serves `stream` until the client or the host closes it, or until it is upgraded (the
 /// session then owns the socket).
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: ConnectionContext) {
+pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, context: ConnectionContext)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ConnectionContext {
         http,
         dispatcher,
         stop,
         slot: _slot,
+        transport,
     } = context;
-    let service = service_fn(move |request| dispatcher.clone().serve(request));
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(transport);
+        dispatcher.clone().serve(request)
+    });
     // Not pinned in place: after an error hyper hands the socket back, by value.
     let mut connection = http
         .serve_connection(TokioIo::new(stream), service)
@@ -115,7 +127,10 @@ enum Abandoned {
 
 /// Sends `reply`, closes the sending side, then reads and discards what the client still sends
 /// for a bounded time before the socket is dropped.
-async fn reply_and_close(mut stream: TcpStream, reply: &[u8]) {
+async fn reply_and_close<S>(mut stream: S, reply: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let sent = tokio::time::timeout(LINGER, async {
         stream.write_all(reply).await?;
         stream.shutdown().await

@@ -1,9 +1,12 @@
 //! The listener: binds the address, loads the plugins folder and keeps it watched, accepts
-//! connections and serves each with hyper (HTTP/1.1 with upgrades) on its own task, and shuts
+//! connections and serves each with hyper on its own task (cleartext: HTTP/1.1 with upgrades;
+//! with `--tls-cert`: the TLS handshake first, then HTTP/2 or HTTP/1.1 as ALPN chose), and shuts
 //! down gracefully: stop accepting, let requests and sessions finish up to the drain timeout,
 //! then close what is left.
 
 mod connection;
+mod h2;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ use crate::engine::runtime::Runtime;
 use crate::http::admission::HostStats;
 use crate::http::dispatch::Dispatcher;
 use crate::http::gauge::GaugeGuard;
+use crate::http::transport::Transport;
 use crate::observe::admin::{Admin, Health};
 use crate::observe::export::Sources;
 use crate::observe::metrics::Metrics;
@@ -58,6 +62,10 @@ pub struct Server {
     dispatcher: Arc<Dispatcher>,
     /// hyper's settings for every connection, from the limits.
     http: http1::Builder,
+    /// hyper's HTTP/2 settings, for TLS connections that chose `h2`.
+    http2: hyper::server::conn::http2::Builder<h2::SpanExecutor>,
+    /// The TLS side of the listener, with `--tls-cert`.
+    tls: Option<Arc<tls::Tls>>,
     /// Every HTTP connection task (not yet upgraded), so shutdown can wait for them.
     connections: TaskTracker,
     /// Cancelled at shutdown: connections finish their request in flight, then close.
@@ -89,6 +97,11 @@ impl Server {
         // Watch before the first scan, so a plugin dropped in meanwhile is not missed.
         let watch = watcher::watch(loader.clone(), config.reload_debounce)?;
         loader.load_all().await?;
+        // A certificate that cannot be used stops the start, with the file named.
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::Tls::start(files, runtime.limits())?)),
+            None => None,
+        };
         let pubsub = Arc::new(PubSubStats::default());
         let topics = topic_backend(&config.pubsub, runtime.limits(), pubsub.clone())?;
         let dispatcher = Arc::new(dispatcher(
@@ -118,6 +131,8 @@ impl Server {
         Ok(Self {
             listener,
             http: http_settings(runtime.limits()),
+            http2: h2::settings(runtime.limits()),
+            tls,
             dispatcher,
             pubsub,
             health,
@@ -253,8 +268,38 @@ impl Server {
             dispatcher: self.dispatcher.clone(),
             stop: self.stop_connections.clone(),
             slot,
+            transport: Transport {
+                tls: self.tls.is_some(),
+            },
         };
-        let connection = connection::serve(stream, peer, context);
+        let Some(tls) = &self.tls else {
+            let connection = connection::serve(stream, peer, context);
+            self.connections.spawn(connection.in_current_span());
+            return;
+        };
+        // Taken here, in the accept loop, so a connection over the limit costs no task.
+        let Some(permit) = tls.admit(self.limits().max_tls_handshakes) else {
+            return;
+        };
+        let tls = tls.clone();
+        let http2 = self.http2.clone();
+        let connection = async move {
+            let Some((stream, alpn)) = tls.handshake(stream, peer, permit).await else {
+                return;
+            };
+            match alpn {
+                tls::Alpn::Http2 => {
+                    let ConnectionContext {
+                        dispatcher,
+                        stop,
+                        slot,
+                        ..
+                    } = context;
+                    h2::serve(stream, peer, http2, dispatcher, stop, slot).await;
+                }
+                tls::Alpn::Http11 => connection::serve(stream, peer, context).await,
+            }
+        };
         self.connections.spawn(connection.in_current_span());
     }
 }

@@ -15,7 +15,7 @@
 //! - `client`: the load generators (WebSocket echo, fan-out rooms, HTTP GET), idle sessions
 //!   spread over several loopback source addresses, and latency summaries.
 //! - `matrix`, `memory`, `hibernated`, `fanout`, `wake`, `instantiate`, `reload`, `startup`,
-//!   `crosshost`, `metrics`, `python`: one section each.
+//!   `crosshost`, `metrics`, `python`, `tls`: one section each.
 //! - `report`: tables and number formatting; `machine`: what the figures were taken on.
 //! - `plugins`: the plugins folder each host serves.
 
@@ -36,6 +36,7 @@ mod reload;
 mod report;
 mod roles;
 mod startup;
+mod tls;
 mod wake;
 
 use std::process::ExitCode;
@@ -97,6 +98,7 @@ fn run(options: &Options) -> anyhow::Result<bool> {
                         Section::Crosshost => crosshost::run(options).await,
                         Section::Metrics => metrics::run(options).await,
                         Section::Python => python::run(options).await,
+                        Section::Tls => tls::run(options).await,
                     }
                 })
                 .await

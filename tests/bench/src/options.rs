@@ -13,7 +13,7 @@ usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]] [-
   --quick          a short smoke run: 1 s per load, fewer sessions, iterations and runs
   --seconds N      measured seconds per load (default 5; 1 with --quick)
   --only LIST      run only these sections: matrix, memory, hibernated, fanout, wake,
-                   instantiate, reload, startup, crosshost, metrics, python
+                   instantiate, reload, startup, crosshost, metrics, python, tls
   --sessions LIST  hibernated session counts to measure (default 10000,100000;
                    1000,5000 with --quick)";
 
@@ -56,10 +56,12 @@ pub(crate) enum Section {
     Metrics,
     /// Python plugins: instance + `handle`, managed echo, hibernated memory, build time.
     Python,
+    /// WebSocket echo over TLS: the managed plugin against native tokio-rustls.
+    Tls,
 }
 
 impl Section {
-    const ALL: [Section; 10] = [
+    const ALL: [Section; 12] = [
         Section::Matrix,
         Section::Memory,
         Section::Hibernated,
@@ -71,6 +73,7 @@ impl Section {
         Section::Crosshost,
         Section::Metrics,
         Section::Python,
+        Section::Tls,
     ];
 
     fn name(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Section {
             Section::Crosshost => "crosshost",
             Section::Metrics => "metrics",
             Section::Python => "python",
+            Section::Tls => "tls",
         }
     }
 
@@ -103,6 +107,7 @@ impl Section {
             Section::Crosshost => "9. Scale-out: two hosts sharing topics through Redis",
             Section::Metrics => "10. Metrics: the managed echo with and without the admin listener",
             Section::Python => "11. Python plugins (componentize-py) beside their Rust twins",
+            Section::Tls => "12. WebSocket echo over TLS: managed plugin and native tokio-rustls",
         }
     }
 }
@@ -331,7 +336,7 @@ mod tests {
     fn defaults_and_quick() {
         let full = parse(&[]).unwrap().unwrap();
         assert_eq!(full.measure, Duration::from_secs(5));
-        assert_eq!(full.sections().len(), 11);
+        assert_eq!(full.sections().len(), 12);
         assert_eq!(full.hibernated_sessions(), vec![10_000, 100_000]);
         assert!(full.files_needed() > 100_000);
         let quick = parse(&["--quick"]).unwrap().unwrap();

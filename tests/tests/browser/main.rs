@@ -1,7 +1,8 @@
 //! The chat example in a real browser: Debian's headless Chromium, driven by playwright-core from
 //! `tests/browser/chat.mjs`, opens the page `GET /chat` serves in two tabs of two people, who
 //! join one room, see each other come, chat, and see one of them leave. A tokio-tungstenite
-//! member of the same room checks what the pages put on the wire.
+//! member of the same room checks what the pages put on the wire. The same chat again over
+//! `https://`: the page over HTTP/2 and its WebSockets over RFC 8441 on that connection.
 //!
 //! Chromium and playwright-core are installed by `tests/browser/setup.sh` (run by
 //! `tests/run-all.sh`). Without them the test is skipped with a message on stderr; it fails
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
+use switchyard_tests::tls::TestCert;
 use switchyard_tests::{TestHost, bounded};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -51,7 +53,13 @@ async fn two_pages_chat_in_chromium() {
             .await
             .expect("the observer's WebSocket handshake");
 
-        let summary = tools.run_script(&host).await;
+        let summary = tools
+            .run_script(&Script {
+                url: host.url("/chat"),
+                extra_args: String::new(),
+                screenshot_prefix: "chat",
+            })
+            .await;
         assert_eq!(summary["ok"], true, "the browser script failed: {summary:#}");
         println!(
             "browser: {} drove two pages through the chat in {} ms",
@@ -102,6 +110,88 @@ async fn two_pages_chat_in_chromium() {
         assert_eq!(seen, expected);
     })
     .await;
+}
+
+/// The chat page over `https://` with HTTP/2: Chromium trusts the test's certificate by its
+/// key's pin (`--ignore-certificate-errors-spki-list`, which keeps the connection a normal,
+/// poolable one), and the pages' WebSockets ride RFC 8441 streams on that HTTP/2 connection.
+/// The host's own log says so: every session started is an `h2-connect` over TLS, none an
+/// HTTP/1.1 upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_over_https_and_http2_in_chromium() {
+    let Some(tools) = Tools::find() else {
+        return;
+    };
+    bounded(async {
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().expect("a folder for the certificate");
+        let cert = TestCert::generate();
+        let host = TestHost::start_tls(&["chat"], &[], cert.write_to(dir.path())).await;
+        let pin = data_encoding::BASE64.encode(&sha2::Sha256::digest(&cert.spki_der));
+        let script = Script {
+            url: format!("https://127.0.0.1:{}/chat", host.addr.port()),
+            extra_args: format!("--ignore-certificate-errors-spki-list={pin}"),
+            screenshot_prefix: "chat-https",
+        };
+        let summary = tools.run_script(&script).await;
+        assert_eq!(
+            summary["ok"], true,
+            "the browser script failed: {summary:#}"
+        );
+        assert_eq!(
+            summary["pageErrors"],
+            json!([]),
+            "uncaught errors in the page"
+        );
+        for name in [FIRST, SECOND] {
+            assert_eq!(
+                summary["protocols"][name], "h2",
+                "{name}'s page did not come over HTTP/2: {summary:#}"
+            );
+            let page = &summary["pages"][name];
+            assert_eq!(page["status"], "connected", "{name}'s page: {page:#}");
+            let messages = strings(&page["messages"]);
+            for from in [FIRST, SECOND] {
+                let hello = format!("{from}: hello from {from}");
+                assert!(
+                    messages.iter().any(|m| m.contains(&hello)),
+                    "{name}'s page does not show {from}'s message: {page:#}"
+                );
+            }
+            check_screenshot(Path::new(
+                summary["screenshots"][name].as_str().expect("a path"),
+            ));
+        }
+        let started: Vec<String> = host
+            .log_lines()
+            .into_iter()
+            .filter(|line| line.contains("session started"))
+            .collect();
+        assert_eq!(started.len(), 2, "one session per page: {started:#?}");
+        for line in &started {
+            assert!(
+                line.contains("transport=\"h2-connect\"")
+                    && line.contains("tls=true")
+                    && line.contains("websocket{plugin=chat"),
+                "a WebSocket that did not ride RFC 8441 over TLS: {line}"
+            );
+        }
+        println!(
+            "browser: {} chatted over https + HTTP/2, WebSockets over RFC 8441",
+            summary["chromium"]
+        );
+    })
+    .await;
+}
+
+/// What one run of `chat.mjs` is pointed at.
+struct Script {
+    /// The chat page.
+    url: String,
+    /// More Chromium flags, space-separated.
+    extra_args: String,
+    /// The screenshots' file name before `-<name>.png`.
+    screenshot_prefix: &'static str,
 }
 
 /// The strings of a JSON array (none if it is not one).
@@ -187,14 +277,17 @@ impl Tools {
         None
     }
 
-    /// Runs `chat.mjs` against `host`, bounded by [`SCRIPT_TIMEOUT`], and returns its summary.
-    async fn run_script(&self, host: &TestHost) -> Value {
+    /// Runs `chat.mjs` as `script` says, bounded by [`SCRIPT_TIMEOUT`], and returns its
+    /// summary.
+    async fn run_script(&self, script_run: &Script) -> Value {
         let logs = tempfile::tempdir().expect("a folder for the script's output");
         let (stdout, stderr) = (logs.path().join("stdout"), logs.path().join("stderr"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/chat.mjs");
         let mut child = Command::new("node")
             .arg(&script)
-            .env("CHAT_URL", host.url("/chat"))
+            .env("CHAT_URL", &script_run.url)
+            .env("CHROMIUM_EXTRA_ARGS", &script_run.extra_args)
+            .env("SCREENSHOT_PREFIX", script_run.screenshot_prefix)
             .env("CHAT_ROOM", ROOM)
             .env("CHAT_NAMES", format!("{FIRST},{SECOND}"))
             .env("SCREENSHOT_DIR", &self.work)

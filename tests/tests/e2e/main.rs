@@ -1,11 +1,12 @@
 //! End-to-end tests: the real host on `127.0.0.1:0`, plugins compiled from source by the build
-//! script, and real clients (hyper, tokio-tungstenite, raw TCP).
+//! script, and real clients (hyper, tokio-tungstenite, raw TCP, rustls, the `h2` crate, curl).
 
 mod cache;
 mod chat;
 mod conformance;
 mod engines;
 mod faults;
+mod h2;
 mod http;
 mod limits;
 mod managed;
@@ -16,4 +17,5 @@ mod raw_upgrade;
 mod reload;
 mod routing;
 mod settings;
+mod tls;
 mod websocket;

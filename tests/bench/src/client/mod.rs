@@ -11,6 +11,7 @@
 //!   split over hosts sharing topics).
 //! - `crosshost`: publish on one host, timed to a member on another.
 //! - `http`: keep-alive GET load and one-off requests.
+//! - `tls`: WebSocket echo load over TLS (tokio-rustls and tokio-tungstenite).
 
 pub(crate) mod crosshost;
 pub(crate) mod fanout;
@@ -18,6 +19,7 @@ mod frame;
 pub(crate) mod http;
 mod schedule;
 mod stats;
+pub(crate) mod tls;
 pub(crate) mod ws;
 
 pub(crate) use schedule::Window;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use switchyard_host::config::limits;
+use switchyard_host::config::{TlsFiles, limits};
 use switchyard_host::{HostConfig, HostStats, Limits, Runtime, Server};
 
 use super::ServerProcess;
@@ -23,6 +23,10 @@ pub(super) const PUBSUB_KEY: &str = "pubsub";
 /// The argument that turns on the admin listener at an address (`admin=127.0.0.1:9090`), as
 /// `--admin-listen` does.
 pub(super) const ADMIN_KEY: &str = "admin";
+/// The arguments that name the certificate and key files (`tls-cert=<pem>`, `tls-key=<pem>`),
+/// as `--tls-cert` and `--tls-key` do.
+pub(super) const TLS_CERT_KEY: &str = "tls-cert";
+pub(super) const TLS_KEY_KEY: &str = "tls-key";
 /// The question the role answers with its gauges, and the first word of its answer.
 const STATS: &str = "stats";
 
@@ -34,6 +38,8 @@ pub(super) struct Settings {
     pubsub: Option<String>,
     /// `--admin-listen`'s value, if given (else no admin listener).
     admin: Option<std::net::SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     limits: Vec<(String, u64)>,
 }
 
@@ -48,6 +54,8 @@ impl Settings {
             cache_dir: None,
             pubsub: None,
             admin: None,
+            tls_cert: None,
+            tls_key: None,
             limits: Vec::new(),
         };
         for arg in rest {
@@ -63,6 +71,10 @@ impl Settings {
                     .parse()
                     .with_context(|| format!("--admin-listen {value:?} is not an address"))?;
                 settings.admin = Some(addr);
+            } else if name == TLS_CERT_KEY {
+                settings.tls_cert = Some(PathBuf::from(value));
+            } else if name == TLS_KEY_KEY {
+                settings.tls_key = Some(PathBuf::from(value));
             } else {
                 let value = value
                     .parse()
@@ -109,6 +121,12 @@ pub(super) async fn serve(settings: Settings) -> anyhow::Result<()> {
             .map_err(|err| anyhow::anyhow!("--pubsub {pubsub:?}: {err}"))?;
     }
     config.admin_listen = settings.admin;
+    if let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) {
+        config.tls = Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
     let limits = settings.limits()?;
     let mut runtime = Runtime::new(&limits)?;
     if let Some(dir) = &settings.cache_dir {

@@ -9,6 +9,7 @@
 //! - `native-broadcast`: tokio-tungstenite rooms that frame a message once and write it to
 //!   every member, the physical limit for fan-out.
 //! - `native-hello`: hyper answering what `hello` answers, the limit for plain HTTP.
+//! - `native-tls-echo`: the native echo behind tokio-rustls, the limit for echo over TLS.
 //! - `pin-exec`: pins itself, then becomes another program (Node's `ws` servers).
 //!
 //! One client role runs here too: `fanout-room` holds one fan-out room in a client process of
@@ -18,6 +19,7 @@ mod host;
 mod native_broadcast;
 mod native_echo;
 mod native_hello;
+mod native_tls_echo;
 pub(crate) mod node;
 mod process;
 
@@ -105,6 +107,8 @@ pub(crate) struct HostSetup<'a> {
     cores: Cores,
     pubsub: Option<String>,
     admin: Option<std::net::SocketAddr>,
+    /// The certificate and key files, to serve TLS.
+    tls: Option<(&'a Path, &'a Path)>,
     limits: Vec<(&'static str, u64)>,
 }
 
@@ -117,6 +121,7 @@ impl<'a> HostSetup<'a> {
             cores: Cores::One,
             pubsub: None,
             admin: None,
+            tls: None,
             limits: vec![
                 ("max-sessions", HOST_MAX_SESSIONS),
                 ("plugin-max-sessions", HOST_MAX_SESSIONS),
@@ -164,6 +169,13 @@ impl<'a> HostSetup<'a> {
         self
     }
 
+    /// Serves HTTPS with this certificate and key, as `--tls-cert` and `--tls-key` make the
+    /// binary.
+    pub(crate) fn tls(mut self, cert: &'a Path, key: &'a Path) -> Self {
+        self.tls = Some((cert, key));
+        self
+    }
+
     /// Sets the limit the binary's `--{flag}` sets (later settings win).
     pub(crate) fn limit(mut self, flag: &'static str, value: u64) -> Self {
         self.limits.push((flag, value));
@@ -183,6 +195,13 @@ impl<'a> HostSetup<'a> {
         }
         if let Some(addr) = self.admin {
             args.push(OsString::from(format!("{}={addr}", host::ADMIN_KEY)));
+        }
+        if let Some((cert, key)) = self.tls {
+            for (name, path) in [(host::TLS_CERT_KEY, cert), (host::TLS_KEY_KEY, key)] {
+                let mut arg = OsString::from(format!("{name}="));
+                arg.push(path.as_os_str());
+                args.push(arg);
+            }
         }
         args.extend(
             self.limits
@@ -219,6 +238,12 @@ pub(crate) fn start_host_with(
 /// Starts the native tokio-tungstenite echo server.
 pub(crate) fn start_native_echo() -> anyhow::Result<ServerProcess> {
     ServerProcess::start_role("native echo", "native-echo", &[])
+}
+
+/// Starts the native tokio-tungstenite echo server behind tokio-rustls with this certificate.
+pub(crate) fn start_native_tls_echo(cert: &Path, key: &Path) -> anyhow::Result<ServerProcess> {
+    let args = [cert.as_os_str().to_owned(), key.as_os_str().to_owned()];
+    ServerProcess::start_role("native TLS echo", "native-tls-echo", &args)
 }
 
 /// Starts the native tokio-tungstenite broadcast server.
@@ -272,6 +297,9 @@ fn run_named(role: &str, args: &[String]) -> anyhow::Result<()> {
             runtime.block_on(host::serve(settings))
         }
         ("native-echo", []) => runtime.block_on(native_echo::serve()),
+        ("native-tls-echo", [cert, key]) => {
+            runtime.block_on(native_tls_echo::serve(Path::new(cert), Path::new(key)))
+        }
         ("native-broadcast", []) => runtime.block_on(native_broadcast::serve()),
         ("native-hello", []) => runtime.block_on(native_hello::serve()),
         _ => anyhow::bail!("unknown role or arguments: {role} {args:?}"),

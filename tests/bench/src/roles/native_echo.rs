@@ -33,6 +33,14 @@ fn config() -> WebSocketConfig {
 /// together are fed together and flushed once no more input is waiting.
 async fn echo(stream: TcpStream) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
+    echo_stream(stream).await
+}
+
+/// [`echo`] on any byte stream (the TLS echo's too).
+pub(super) async fn echo_stream<S>(stream: S) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(config())).await?;
     let mut next = socket.next().await;
     while let Some(message) = next {
