@@ -192,7 +192,7 @@ pub const HOST: &[Limit<Limits>] = &[
         min: 1,
         max: 10_000,
         what: "header fields in a request head (each line counts, repeated names too)",
-        exceeded: "`431`, connection closed",
+        exceeded: "`431`, connection closed (HTTP/2: only the stream)",
         set: |limits, value| limits.max_headers = to_usize(value),
     },
     Limit {

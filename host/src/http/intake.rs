@@ -54,6 +54,7 @@ impl Refusal {
 /// Checks the request head; `Some` is the answer to send instead of routing it.
 pub(crate) fn check_head<B>(request: &Request<B>, limits: &Limits) -> Option<Response<Body>> {
     check_target(request, limits)
+        .and_then(|()| check_header_count(request, limits))
         .and_then(|()| check_host(request))
         .and_then(|()| check_transfer_coding(request))
         .err()
@@ -70,6 +71,21 @@ fn check_target<B>(request: &Request<B>, limits: &Limits) -> Result<(), Refusal>
         return Err(Refusal {
             status: StatusCode::URI_TOO_LONG,
             reason: "request target is longer than the limit",
+            close: false,
+        });
+    }
+    Ok(())
+}
+
+/// `431` to an HTTP/2 request with more header fields than the limit. hyper enforces the limit
+/// itself while parsing an HTTP/1 head (and closes the connection); on HTTP/2 it only bounds the
+/// header list's size, so the count is checked here, and only the stream is refused.
+fn check_header_count<B>(request: &Request<B>, limits: &Limits) -> Result<(), Refusal> {
+    // `len` counts every value, so a repeated name counts once per line, as on HTTP/1.
+    if request.version() == Version::HTTP_2 && request.headers().len() > limits.max_headers {
+        return Err(Refusal {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            reason: "the request has more header fields than the limit",
             close: false,
         });
     }

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::Request;
 use hyper::body::Incoming;
@@ -26,6 +27,12 @@ use crate::http::transport::Transport;
 /// own default; sessions are bounded host-wide by `--max-sessions` besides.
 const MAX_CONCURRENT_STREAMS: u32 = 200;
 
+/// How long a connection may be silent before the host pings it, and how long the client then
+/// has to answer before the connection is closed: an HTTP/2 connection carries many streams and
+/// sessions, so a peer that vanished without a FIN must not hold them until TCP gives up.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// hyper's HTTP/2 settings from the limits: the request head limit is the header list limit
 /// (HPACK-decoded size), and extended CONNECT is on.
 pub(crate) fn settings(limits: &Limits) -> http2::Builder<SpanExecutor> {
@@ -33,6 +40,8 @@ pub(crate) fn settings(limits: &Limits) -> http2::Builder<SpanExecutor> {
     http.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .enable_connect_protocol();
     http
 }

@@ -123,6 +123,32 @@ async fn websocket_over_http2_still_needs_version_13() {
     .await;
 }
 
+/// HTTP/2 counts header fields as HTTP/1 does: one past `--max-headers` refuses the stream with
+/// `431` (hyper bounds only the header list's size on HTTP/2), and one within passes.
+#[tokio::test]
+async fn too_many_header_fields_are_refused_over_http2() {
+    bounded(async {
+        let (host, cert, _dir) = tls_host(&["echo"], &[]).await;
+        let max = switchyard_host::Limits::default().max_headers;
+        let names: Vec<String> = (0..max).map(|n| format!("x-field-{n}")).collect();
+        // With the version header, one field past the limit.
+        let mut headers: Vec<(&str, &str)> =
+            names.iter().map(|name| (name.as_str(), "1")).collect();
+        headers.extend(WEBSOCKET_13);
+        let (head, stream) =
+            extended_connect(host.addr, &cert.der, "/echo", "websocket", &headers).await;
+        assert_eq!(head.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(stream.is_none());
+        headers.remove(0);
+        let (head, stream) =
+            extended_connect(host.addr, &cert.der, "/echo", "websocket", &headers).await;
+        assert_eq!(head.status, StatusCode::OK, "{head:?}");
+        drop(stream);
+        host.wait_until_idle(LOG_WAIT).await;
+    })
+    .await;
+}
+
 /// Another `:protocol` goes to a raw plugin like an `Upgrade:` offer: the bytes flow when its
 /// settings allow the protocol, and the client gets `502` when they do not.
 #[tokio::test]
