@@ -162,6 +162,14 @@ impl TestHost {
         Self::start_tls_with_limits(plugins, sidecars, tls, None).await
     }
 
+    /// [`TestHost::start_tls`] with the access log on (`--access-log`) and no sidecars.
+    pub async fn start_tls_with_access_log(plugins: &[&str], tls: TlsFiles) -> Self {
+        let dir = tempfile::tempdir().expect("creating a plugins folder");
+        copy_built_plugins(dir.path(), plugins);
+        let folder = dir.path().to_owned();
+        Self::start_with_settings(dir, folder, None, PubSubConfig::default(), true, Some(tls)).await
+    }
+
     /// [`TestHost::start_tls`] with host-wide `limits` (an engine of their own).
     pub async fn start_tls_with_limits(
         plugins: &[&str],

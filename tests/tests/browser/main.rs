@@ -115,8 +115,9 @@ async fn two_pages_chat_in_chromium() {
 /// The chat page over `https://` with HTTP/2: Chromium trusts the test's certificate by its
 /// key's pin (`--ignore-certificate-errors-spki-list`, which keeps the connection a normal,
 /// poolable one), and the pages' WebSockets ride RFC 8441 streams on that HTTP/2 connection.
-/// The host's own log says so: every session started is an `h2-connect` over TLS, none an
-/// HTTP/1.1 upgrade.
+/// The host's access log says so: each page's WebSocket is an HTTP/2 `CONNECT` answered `200`
+/// by the chat, and every session started is an `h2-connect` over TLS, none an HTTP/1.1
+/// upgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_over_https_and_http2_in_chromium() {
     let Some(tools) = Tools::find() else {
@@ -126,7 +127,7 @@ async fn chat_over_https_and_http2_in_chromium() {
         use sha2::Digest as _;
         let dir = tempfile::tempdir().expect("a folder for the certificate");
         let cert = TestCert::generate();
-        let host = TestHost::start_tls(&["chat"], &[], cert.write_to(dir.path())).await;
+        let host = TestHost::start_tls_with_access_log(&["chat"], cert.write_to(dir.path())).await;
         let pin = data_encoding::BASE64.encode(&sha2::Sha256::digest(&cert.spki_der));
         let script = Script {
             url: format!("https://127.0.0.1:{}/chat", host.addr.port()),
@@ -162,6 +163,30 @@ async fn chat_over_https_and_http2_in_chromium() {
                 summary["screenshots"][name].as_str().expect("a path"),
             ));
         }
+        let connects: Vec<String> = host
+            .log_lines()
+            .into_iter()
+            .filter(|line| {
+                line.contains("switchyard::access") && line.contains("method=\"CONNECT\"")
+            })
+            .collect();
+        assert_eq!(connects.len(), 2, "one CONNECT per page: {connects:#?}");
+        for line in &connects {
+            assert!(
+                line.contains("http=\"HTTP/2\"")
+                    && line.contains("status=200")
+                    && line.contains("plugin=\"chat\""),
+                "a WebSocket that was not an RFC 8441 stream answered by the chat: {line}"
+            );
+        }
+        assert!(
+            host.log_lines()
+                .iter()
+                .any(|line| line.contains("switchyard::access")
+                    && line.contains("method=\"GET\"")
+                    && line.contains("http=\"HTTP/2\"")),
+            "the page itself came over HTTP/2 in the access log"
+        );
         let started: Vec<String> = host
             .log_lines()
             .into_iter()
