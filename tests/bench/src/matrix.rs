@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::client::{Summary, Window, ws};
+use crate::client::{SLICE, Summary, Window, ws};
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
@@ -32,12 +32,6 @@ const RATE_TARGET: f64 = 0.90;
 const P99_TARGET: f64 = 1.2;
 /// Pause between loads, so the previous load's sessions have closed on the server.
 pub(crate) const SETTLE: Duration = Duration::from_millis(300);
-/// A row's measured time is cut into slices of this length, and the four servers take turns
-/// slice by slice in a rotating order, so a burst of other work on a shared machine falls on
-/// all of them alike; each figure is the median of its slices.
-pub(crate) const SLICE: Duration = Duration::from_secs(1);
-/// Warm-up of every slice after a row's first (which warms up for the run's warm-up time).
-pub(crate) const SLICE_WARMUP: Duration = Duration::from_millis(300);
 /// The plugins the host serves: the managed echo at `/echo`, the raw one at `/echo-raw`.
 const PLUGINS: &[&str] = &["echo", "echo-raw"];
 
@@ -66,14 +60,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
         let mut node_slices = Vec::new();
         let mut node_failure = None;
         for slice in 0..slices {
-            let window = Window {
-                warmup: if slice == 0 {
-                    options.warmup()
-                } else {
-                    SLICE_WARMUP
-                },
-                measure: SLICE,
-            };
+            let window = Window::slice(slice, options.warmup());
             for turn in 0..4 {
                 match (slice + turn) % 4 {
                     0 => {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::client::{Summary, Window, http, ws};
-use crate::matrix::{LOADS, SETTLE, SLICE, SLICE_WARMUP, checked};
+use crate::client::{SLICE, Summary, Window, http, ws};
+use crate::matrix::{LOADS, SETTLE, checked};
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
@@ -47,14 +47,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
         let mut plain_slices = Vec::new();
         let mut observed_slices = Vec::new();
         for slice in 0..slices {
-            let window = Window {
-                warmup: if slice == 0 {
-                    options.warmup()
-                } else {
-                    SLICE_WARMUP
-                },
-                measure: SLICE,
-            };
+            let window = Window::slice(slice, options.warmup());
             for turn in 0..2 {
                 if (slice + turn) % 2 == 0 {
                     let load = ws::echo_load(plain.addr(), "/echo", connections, size, window);

@@ -28,11 +28,6 @@ const ECHO_LOADS: [(usize, usize, &str); 2] = [
     (100, 20, "100 conns × 20 B"),
     (10, 1024, "10 conns × 1 KiB"),
 ];
-/// Each echo row is cut into slices of this length, the servers taking turns (as in the
-/// matrix), and each figure is the median of its slices.
-const SLICE: Duration = Duration::from_secs(1);
-/// Warm-up of every slice after a row's first.
-const SLICE_WARMUP: Duration = Duration::from_millis(300);
 /// Pause between loads, so the previous load's sessions have closed.
 const SETTLE: Duration = Duration::from_millis(300);
 /// Hibernated chat sessions held, each in a room of its own (one room would fan every join
@@ -106,14 +101,7 @@ async fn echo(options: &Options, cache: &Path) -> anyhow::Result<()> {
     for (connections, size, label) in ECHO_LOADS {
         let (mut python, mut rust, mut direct) = (Vec::new(), Vec::new(), Vec::new());
         for slice in 0..slices {
-            let window = Window {
-                warmup: if slice == 0 {
-                    options.warmup()
-                } else {
-                    SLICE_WARMUP
-                },
-                measure: SLICE,
-            };
+            let window = Window::slice(slice, options.warmup());
             for turn in 0..3 {
                 match (slice + turn) % 3 {
                     0 => python.push(checked(

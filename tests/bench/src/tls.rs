@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rustls::pki_types::CertificateDer;
 
-use crate::client::{Summary, Window, tls as client};
+use crate::client::{SLICE, Summary, Window, tls as client};
 use crate::options::{Options, Section};
 use crate::plugins;
 use crate::report::{self, Table};
@@ -25,10 +25,6 @@ const LOAD: (usize, usize, &str) = (10, 1024, "10 conns × 1 KiB");
 const RATE_TARGET: f64 = 0.85;
 /// Pause between turns, so the previous turn's sessions have closed on the server.
 const SETTLE: Duration = Duration::from_millis(300);
-/// One slice of measured time.
-const SLICE: Duration = Duration::from_secs(1);
-/// Warm-up of every slice after the first.
-const SLICE_WARMUP: Duration = Duration::from_millis(300);
 
 /// Runs the section and prints its table.
 pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
@@ -46,14 +42,7 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     let mut managed = Vec::new();
     let mut native_slices = Vec::new();
     for slice in 0..slices {
-        let window = Window {
-            warmup: if slice == 0 {
-                options.warmup()
-            } else {
-                SLICE_WARMUP
-            },
-            measure: SLICE,
-        };
+        let window = Window::slice(slice, options.warmup());
         for turn in 0..2 {
             if (slice + turn) % 2 == 0 {
                 let load =

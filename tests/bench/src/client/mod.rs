@@ -22,7 +22,7 @@ mod stats;
 pub(crate) mod tls;
 pub(crate) mod ws;
 
-pub(crate) use schedule::Window;
+pub(crate) use schedule::{SLICE, Window};
 pub(crate) use stats::Summary;
 
 use std::time::Duration;

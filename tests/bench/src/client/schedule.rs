@@ -4,6 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+/// A sliced load's measured time is cut into slices of this length, and the servers it compares
+/// take turns slice by slice in a rotating order, so a burst of other work on a shared machine
+/// falls on all of them alike; each figure is the median of its slices.
+pub(crate) const SLICE: Duration = Duration::from_secs(1);
+/// Warm-up of every slice after a load's first (which warms up for the run's warm-up time).
+pub(crate) const SLICE_WARMUP: Duration = Duration::from_millis(300);
+
 /// How long a load warms up and how long it is measured.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
@@ -11,6 +18,21 @@ pub(crate) struct Window {
     pub(crate) warmup: Duration,
     /// The measured time.
     pub(crate) measure: Duration,
+}
+
+impl Window {
+    /// The window of slice number `slice` of a sliced load whose first slice warms up for
+    /// `first_warmup`.
+    pub(crate) fn slice(slice: u64, first_warmup: Duration) -> Self {
+        Self {
+            warmup: if slice == 0 {
+                first_warmup
+            } else {
+                SLICE_WARMUP
+            },
+            measure: SLICE,
+        }
+    }
 }
 
 /// A [`Window`] placed in time, once every connection is open.
