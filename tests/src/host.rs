@@ -121,12 +121,7 @@ impl TestHost {
         sidecars: &[(&str, &str)],
         limits: Option<Limits>,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("creating a plugins folder");
-        copy_built_plugins(dir.path(), plugins);
-        for (name, toml) in sidecars {
-            std::fs::write(dir.path().join(format!("{name}.toml")), toml)
-                .expect("writing a sidecar");
-        }
+        let dir = plugins_folder(plugins, sidecars);
         Self::start_with(dir, limits).await
     }
 
@@ -177,12 +172,7 @@ impl TestHost {
         tls: TlsFiles,
         limits: Option<Limits>,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("creating a plugins folder");
-        copy_built_plugins(dir.path(), plugins);
-        for (name, toml) in sidecars {
-            std::fs::write(dir.path().join(format!("{name}.toml")), toml)
-                .expect("writing a sidecar");
-        }
+        let dir = plugins_folder(plugins, sidecars);
         let folder = dir.path().to_owned();
         Self::start_with_settings(
             dir,
@@ -433,4 +423,14 @@ impl Drop for TestHost {
             );
         }
     }
+}
+
+/// A new plugins folder holding the named built plugins and `(name, toml)` sidecars beside them.
+fn plugins_folder(plugins: &[&str], sidecars: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("creating a plugins folder");
+    copy_built_plugins(dir.path(), plugins);
+    for (name, toml) in sidecars {
+        std::fs::write(dir.path().join(format!("{name}.toml")), toml).expect("writing a sidecar");
+    }
+    dir
 }
