@@ -9,6 +9,8 @@ use super::limits::{HOST, Limit, PLUGIN, Preset, Unit};
 pub const ALLOWED_UPGRADES_KEY: &str = "allowed_upgrades";
 /// Top-level sidecar key of the policy for a managed WebSocket whose outbound buffer is full.
 pub const OVERFLOW_KEY: &str = "overflow";
+/// Top-level sidecar key of how a plugin's managed WebSockets get their instances.
+pub const INSTANCES_KEY: &str = "instances";
 
 /// The limits table as Markdown, one row per declared limit (host-wide first).
 pub fn limits_table() -> String {
@@ -30,6 +32,12 @@ pub fn limits_table() -> String {
         "| what a publish does to a managed WebSocket whose outbound buffer is full | – | \
          `{OVERFLOW_KEY}` (top level, not in `[limits]`) | `\"close\"` | `\"close\"` (close `1008`) or \
          `\"drop\"` (the message is dropped for it) | counted; logged at most 5 lines a second |\n"
+    ));
+    table.push_str(&format!(
+        "| instances a plugin's managed WebSockets run their events on | – | \
+         `{INSTANCES_KEY}` (top level, not in `[limits]`) | `\"per-connection\"` | \
+         `\"per-connection\"` (an instance per awake connection) or `\"shared\"` (each event borrows \
+         one of a few shared instances) | – |\n"
     ));
     table
 }

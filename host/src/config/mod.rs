@@ -246,6 +246,24 @@ pub struct PluginLimits {
     pub websocket_idle_timeout: Duration,
     /// What a publish does to a subscriber whose outbound buffer is full (sidecar `overflow`).
     pub overflow: Overflow,
+    /// Whether a managed WebSocket's events run on an instance of its own or on instances the
+    /// plugin's connections share (sidecar `instances`).
+    pub instances: InstanceModel,
+}
+
+/// How a plugin's managed WebSockets get the instances their events run on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InstanceModel {
+    /// Each awake connection has an instance of its own, made when it wakes and dropped when it
+    /// hibernates: one user's data never reaches another's events. The default.
+    #[default]
+    PerConnection,
+    /// An event borrows an instance from a few the plugin's connections share, and hands it back
+    /// when it returns: the instance's memory stays warm in the CPU's caches, a busy connection
+    /// costs no instance of its own, and each event runs on the plugin's current version. Only
+    /// for plugins that keep nothing about a connection in memory between events (the
+    /// attachment is the place for that, as hibernation already requires).
+    Shared,
 }
 
 impl PluginLimits {
@@ -271,6 +289,7 @@ impl PluginLimits {
             ping_interval: Duration::ZERO,
             websocket_idle_timeout: Duration::ZERO,
             overflow: Overflow::Close,
+            instances: InstanceModel::PerConnection,
         }
     }
 }

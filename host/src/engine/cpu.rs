@@ -143,6 +143,14 @@ impl CpuMeter {
     /// From now on, enforce `session`'s budgets at every epoch tick.
     pub(crate) fn start_session(&mut self, session: Arc<SessionCpu>) {
         self.session = Some(session);
+        self.suspected_loop = None;
+    }
+
+    /// Stops measuring against the session's budgets: the instance waits, parked, for another
+    /// connection's event.
+    pub(crate) fn end_session(&mut self) {
+        self.session = None;
+        self.suspected_loop = None;
     }
 
     /// The limit that ended the session, if any.

@@ -241,6 +241,11 @@ impl LoadedPlugin {
         &self.name
     }
 
+    /// The plugin's name, shared rather than borrowed, for maps keyed by it.
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
     /// The path prefix it serves.
     pub fn route(&self) -> &str {
         &self.route

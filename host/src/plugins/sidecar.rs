@@ -4,9 +4,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::PluginLimits;
 use crate::config::docs::ALLOWED_UPGRADES_KEY;
 use crate::config::limits::{self, MIB};
+use crate::config::{InstanceModel, PluginLimits};
 use crate::topics::Overflow;
 
 /// Settings read from a plugin's sidecar file. Unknown keys are refused so a typo is an error,
@@ -20,6 +20,9 @@ pub struct PluginSettings {
     /// What a publish does to one of this plugin's managed WebSockets whose outbound buffer is
     /// full: `"close"` it (the default) or `"drop"` the message for it.
     pub overflow: Option<OverflowSetting>,
+    /// Whether the plugin's managed WebSockets each get an instance of their own
+    /// (`"per-connection"`, the default) or share a few (`"shared"`).
+    pub instances: Option<InstancesSetting>,
     /// The `[limits]` table: each key, when present, replaces the host's default for this
     /// plugin. Kept as read; [`PluginSettings::limits`] checks it against the declarations in
     /// [`crate::config::limits::PLUGIN`].
@@ -35,6 +38,9 @@ impl PluginSettings {
         let mut limits = defaults.clone();
         if let Some(overflow) = self.overflow {
             limits.overflow = overflow.into();
+        }
+        if let Some(instances) = self.instances {
+            limits.instances = instances.into();
         }
         for (key, value) in &self.limits {
             if key == ALLOWED_UPGRADES_KEY {
@@ -76,6 +82,25 @@ impl From<OverflowSetting> for Overflow {
         match setting {
             OverflowSetting::Close => Overflow::Close,
             OverflowSetting::Drop => Overflow::DropMessage,
+        }
+    }
+}
+
+/// The sidecar's `instances` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstancesSetting {
+    /// An instance per awake connection.
+    PerConnection,
+    /// A few instances all the plugin's connections share, one event at a time each.
+    Shared,
+}
+
+impl From<InstancesSetting> for InstanceModel {
+    fn from(setting: InstancesSetting) -> Self {
+        match setting {
+            InstancesSetting::PerConnection => InstanceModel::PerConnection,
+            InstancesSetting::Shared => InstanceModel::Shared,
         }
     }
 }
@@ -279,6 +304,30 @@ mod tests {
             let err = limits_of(toml).unwrap_err();
             assert!(err.contains(expected), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn instances_are_per_connection_unless_shared_is_asked_for() {
+        use crate::config::InstanceModel;
+        assert_eq!(
+            limits_of("").unwrap().instances,
+            InstanceModel::PerConnection
+        );
+        assert_eq!(
+            limits_of("instances = \"shared\"").unwrap().instances,
+            InstanceModel::Shared
+        );
+        assert_eq!(
+            limits_of("instances = \"per-connection\"")
+                .unwrap()
+                .instances,
+            InstanceModel::PerConnection
+        );
+        let err = limits_of("instances = \"pooled\"").unwrap_err();
+        assert!(
+            err.contains("per-connection") && err.contains("shared"),
+            "{err}"
+        );
     }
 
     #[test]

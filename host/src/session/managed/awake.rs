@@ -5,20 +5,31 @@
 //! [`WAKE_WAIT`]) instead of being closed at once, and nudges the awake connections: those
 //! between events hibernate early, since under pressure an idle instance is worth less than a
 //! waiting event. Only a wait that times out closes the connection (`1013`).
-
+//!
+//! Plugins whose sidecar says `instances = "shared"` hand their instance back after each event:
+//! it waits here, parked with its slot, for the next event of any of the plugin's connections
+//! (the most recently parked first, whose memory is likeliest still in the CPU's caches). At most
+//! [`MAX_PARKED_PER_PLUGIN`] wait per plugin; they are the first to go when a connection waits
+//! for a slot, and a parked instance of an older version is dropped instead of being used.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http::gauge::{Gauge, GaugeGuard};
+use crate::plugins::plugin::{LoadedPlugin, PluginInstance};
 use crate::session::managed::registry::Connection;
 use crate::topics::ConnectionId;
 
 /// Longest a connection waits for an awake slot before it is closed with `1013`.
 pub(crate) const WAKE_WAIT: Duration = Duration::from_secs(5);
+
+/// Shared instances parked per plugin at most. Events of one plugin run at the same time only
+/// on different worker threads, or while one yields at an epoch tick, so a few are enough; an
+/// instance handed back beyond this is dropped.
+pub(crate) const MAX_PARKED_PER_PLUGIN: usize = 8;
 
 /// The awake connections' slots.
 pub(crate) struct AwakeSlots {
@@ -29,20 +40,37 @@ pub(crate) struct AwakeSlots {
     waiting: AtomicUsize,
     /// The connections holding a slot, to nudge when others wait.
     holders: Mutex<HashMap<ConnectionId, Weak<Connection>>>,
+    /// Shared instances between events, by plugin name, oldest first.
+    parked: Mutex<HashMap<Arc<str>, Vec<Parked>>>,
 }
 
 /// One awake connection's slot; dropping it gives the slot back.
 pub(crate) struct AwakeSlot {
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     _counted: GaugeGuard,
+    /// None for a shared instance taken for one event: it is handed back when the event
+    /// returns, so nudging it would be in vain.
+    _holder: Option<Holder>,
+}
+
+/// A connection's entry among the holders, removed when its slot goes.
+struct Holder {
     id: ConnectionId,
     slots: Arc<AwakeSlots>,
 }
 
-impl Drop for AwakeSlot {
+impl Drop for Holder {
     fn drop(&mut self) {
         self.slots.holders().remove(&self.id);
     }
+}
+
+/// A shared instance between events: it keeps its slot (not counted as an awake connection).
+struct Parked {
+    plugin: Arc<LoadedPlugin>,
+    instance: PluginInstance,
+    permit: OwnedSemaphorePermit,
+    since: Instant,
 }
 
 impl AwakeSlots {
@@ -54,6 +82,7 @@ impl AwakeSlots {
             counted,
             waiting: AtomicUsize::new(0),
             holders: Mutex::default(),
+            parked: Mutex::default(),
         }
     }
 
@@ -74,6 +103,12 @@ impl AwakeSlots {
             return Some(slot);
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
+        // Parked instances are the cheapest to give up: nobody is using them.
+        self.drop_parked(|_| true);
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Some(self.slot(permit, connection));
+        }
         self.nudge_holders();
         let acquired = tokio::time::timeout(within, self.permits.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -99,6 +134,94 @@ impl AwakeSlots {
         }
     }
 
+    /// Parks `instance` of `plugin`, an instance of a plugin with shared instances whose event
+    /// is over, for the plugin's next event; it keeps `slot`'s place in the budget. Dropped
+    /// instead when connections wait for a slot, or when `MAX_PARKED_PER_PLUGIN` are parked.
+    pub(crate) fn park(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        instance: PluginInstance,
+        slot: AwakeSlot,
+    ) {
+        if self.wanted() {
+            return;
+        }
+        // The connection stops counting as awake only once the instance is parked, so whoever
+        // sees the count drop finds the instance parked.
+        let AwakeSlot {
+            permit,
+            _counted: counted,
+            _holder: holder,
+        } = slot;
+        drop(holder);
+        let parked = Parked {
+            plugin,
+            instance,
+            permit,
+            since: Instant::now(),
+        };
+        let overflow = {
+            let mut all = self.parked();
+            let queue = all.entry(parked.plugin.name_arc()).or_default();
+            queue.push(parked);
+            if queue.len() > MAX_PARKED_PER_PLUGIN {
+                Some(queue.remove(0))
+            } else {
+                None
+            }
+        };
+        drop(counted);
+        // Dropped outside the lock: dropping a store takes a few microseconds.
+        drop(overflow);
+    }
+
+    /// The most recently parked instance of `current` (the plugin's version now), with a slot
+    /// for one event; parked instances of other versions of the plugin are dropped.
+    pub(crate) fn unpark(
+        &self,
+        current: &Arc<LoadedPlugin>,
+    ) -> Option<(PluginInstance, AwakeSlot)> {
+        let mut stale = Vec::new();
+        let found = {
+            let mut all = self.parked();
+            let queue = all.get_mut(current.name())?;
+            loop {
+                match queue.pop() {
+                    Some(parked) if Arc::ptr_eq(&parked.plugin, current) => break Some(parked),
+                    Some(other) => stale.push(other),
+                    None => break None,
+                }
+            }
+        };
+        drop(stale);
+        let parked = found?;
+        let slot = AwakeSlot {
+            permit: parked.permit,
+            _counted: self.counted.enter(),
+            _holder: None,
+        };
+        Some((parked.instance, slot))
+    }
+
+    /// Drops the instances of plugin `name` parked for at least `idle`.
+    pub(crate) fn expire_parked(&self, name: &str, idle: Duration) {
+        self.drop_parked(|parked| parked.plugin.name() == name && parked.since.elapsed() >= idle);
+    }
+
+    fn drop_parked(&self, which: impl Fn(&Parked) -> bool) {
+        let mut dropped = Vec::new();
+        {
+            let mut all = self.parked();
+            for queue in all.values_mut() {
+                let (gone, kept) = std::mem::take(queue).into_iter().partition(|p| which(p));
+                *queue = kept;
+                dropped.extend::<Vec<Parked>>(gone);
+            }
+            all.retain(|_, queue| !queue.is_empty());
+        }
+        drop(dropped);
+    }
+
     fn slot(
         self: &Arc<Self>,
         permit: OwnedSemaphorePermit,
@@ -107,11 +230,20 @@ impl AwakeSlots {
         self.holders()
             .insert(connection.id, Arc::downgrade(connection));
         AwakeSlot {
-            _permit: permit,
+            permit,
             _counted: self.counted.enter(),
-            id: connection.id,
-            slots: self.clone(),
+            _holder: Some(Holder {
+                id: connection.id,
+                slots: self.clone(),
+            }),
         }
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Parked>>> {
+        // Whole pushes and pops: a poisoned map is still consistent.
+        self.parked
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn holders(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, Weak<Connection>>> {

@@ -5,11 +5,18 @@
 //!
 //! A live instance keeps the version it was made from until it hibernates, so a reload reaches
 //! a busy connection at its next wake, never in the middle of a conversation.
+//!
+//! A plugin with shared instances (`instances = "shared"`) works the same way, except that the
+//! instance goes back to the plugin's parked ones after every event ([`AwakeSlots::park`]) and
+//! the next event takes the most recently parked one of the plugin's current version, whichever
+//! connection parked it. So each event runs on the current version, and the instance whose memory
+//! the CPU has just touched serves the next message of any connection.
 
 use std::sync::Arc;
 
 use wasmtime::component::TypedFunc;
 
+use crate::config::InstanceModel;
 use crate::engine::bindings::MessageRef;
 use crate::engine::cpu::{CpuExceeded, SessionCpu, metered};
 use crate::http::admission::HostStats;
@@ -125,6 +132,9 @@ pub(crate) struct Guest {
     /// The connection's CPU clock, across all its instances.
     cpu: Arc<SessionCpu>,
     wake: Arc<WakeContext>,
+    /// Whether an instance this connection handed back waits among the plugin's parked ones
+    /// since its last event: its hibernation timer then drops those left idle that long.
+    parked: bool,
 }
 
 impl Guest {
@@ -142,9 +152,7 @@ impl Guest {
             limits.session_cpu_budget,
             limits.run_cpu_limit,
         ));
-        let state = instance.store.data_mut();
-        state.cpu.start_session(cpu.clone());
-        state.realtime.set_own(connection.clone());
+        adopt(&mut instance, &cpu, &connection);
         Self {
             plugin,
             awake: Some(Awake { instance, slot }),
@@ -152,12 +160,13 @@ impl Guest {
             connection,
             cpu,
             wake,
+            parked: false,
         }
     }
 
-    /// Whether an instance is alive.
+    /// Whether an instance is alive for the connection: its own, or one it parked.
     pub(crate) fn is_awake(&self) -> bool {
-        self.awake.is_some()
+        self.awake.is_some() || self.parked
     }
 
     /// Whether the live instance should go now that its event is over: it holds no place
@@ -178,9 +187,17 @@ impl Guest {
         self.plugin.version()
     }
 
-    /// Drops the instance, freeing its pool slot; the next event makes a fresh one.
+    /// Drops the instance, freeing its pool slot; the next event makes a fresh one (or, with
+    /// shared instances, takes a parked one). The plugin's instances this connection parked go
+    /// too if none was used since: they have been idle as long as the connection.
     pub(crate) fn hibernate(&mut self) {
         self.awake = None;
+        if std::mem::take(&mut self.parked) {
+            let limits = self.plugin.limits();
+            self.wake
+                .awake
+                .expire_parked(self.plugin.name(), limits.hibernate_after);
+        }
     }
 
     /// CPU time the plugin has used on this connection.
@@ -255,7 +272,10 @@ impl Guest {
         event: &'static str,
         called: wasmtime::Result<()>,
     ) -> Result<(), EventFailure> {
-        let Err(trap) = called else { return Ok(()) };
+        let Err(trap) = called else {
+            self.hand_back();
+            return Ok(());
+        };
         let failure = match self.awake.as_ref().map(|awake| awake.instance.store.data()) {
             Some(state) if state.cpu.exceeded().is_some() => EventFailure::Cpu {
                 event,
@@ -272,12 +292,48 @@ impl Guest {
         Err(failure)
     }
 
-    /// The live instance, made from the plugin's current version if the connection was
-    /// hibernating.
+    /// With shared instances, parks the live instance for the plugin's next event. An instance
+    /// without a place among the awake connections is not kept: it goes with the event.
+    fn hand_back(&mut self) {
+        if self.plugin.limits().instances != InstanceModel::Shared {
+            return;
+        }
+        let Some(Awake { mut instance, slot }) = self.awake.take() else {
+            return;
+        };
+        let Some(slot) = slot else { return };
+        let state = instance.store.data_mut();
+        state.cpu.end_session();
+        state.realtime.clear_own();
+        self.wake.awake.park(self.plugin.clone(), instance, slot);
+        self.parked = true;
+    }
+
+    /// A parked instance of the plugin's current version, if it shares instances and one is
+    /// parked, made this connection's for the next event.
+    fn unpark(&mut self) -> Option<Awake> {
+        let current = self.wake.registry.get(self.scope.name())?;
+        if current.limits().instances != InstanceModel::Shared {
+            return None;
+        }
+        let (mut instance, slot) = self.wake.awake.unpark(&current)?;
+        adopt(&mut instance, &self.cpu, &self.connection);
+        self.plugin = current;
+        Some(Awake {
+            instance,
+            slot: Some(slot),
+        })
+    }
+
+    /// The live instance: a parked one (shared instances), or one made from the plugin's
+    /// current version if the connection was hibernating.
     async fn instance(&mut self, event: &'static str) -> Result<&mut PluginInstance, EventFailure> {
         if self.awake.is_none() {
-            // Boxed, like the calls: instantiating is a large future, needed once per wake.
-            self.awake = Some(Box::pin(self.wake_up(event)).await?);
+            self.awake = match self.unpark() {
+                Some(parked) => Some(parked),
+                // Boxed, like the calls: instantiating is a large future, needed once per wake.
+                None => Some(Box::pin(self.wake_up(event)).await?),
+            };
         }
         match &mut self.awake {
             Some(awake) => Ok(&mut awake.instance),
@@ -323,9 +379,7 @@ impl Guest {
                 });
             }
         };
-        let state = instance.store.data_mut();
-        state.cpu.start_session(self.cpu.clone());
-        state.realtime.set_own(self.connection.clone());
+        adopt(&mut instance, &self.cpu, &self.connection);
         if current.version() != self.plugin.version() {
             tracing::debug!(
                 from = %self.plugin.version(),
@@ -340,4 +394,14 @@ impl Guest {
             slot: Some(slot),
         })
     }
+}
+
+/// Makes `instance` run `connection`'s events: its CPU counts on the connection's clock, and its
+/// host functions reach the connection directly.
+fn adopt(instance: &mut PluginInstance, cpu: &Arc<SessionCpu>, connection: &Arc<Connection>) {
+    let state = instance.store.data_mut();
+    state.cpu.start_session(cpu.clone());
+    state.realtime.set_own(connection.clone());
+    // A refusal in an earlier event, which the guest survived, is not this event's.
+    state.memory.refused = false;
 }

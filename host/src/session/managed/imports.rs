@@ -53,6 +53,12 @@ impl RealtimeCtx {
         self.own = Some(connection);
     }
 
+    /// Forgets the connection whose events this instance ran, which may close while the
+    /// instance waits for another's.
+    pub(crate) fn clear_own(&mut self) {
+        self.own = None;
+    }
+
     fn connection(&self, id: ConnectionId) -> Result<Arc<Connection>, GuestError> {
         if let Some(own) = self.own.as_ref().filter(|own| own.id == id) {
             // Still open: a closed connection's outbox refuses, so its own instance sees it

@@ -8,6 +8,7 @@ mod echo;
 mod events;
 mod hibernation;
 mod protocol;
+mod shared;
 mod slow;
 mod topics;
 
