@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
@@ -137,6 +138,9 @@ pub struct LoadedPlugin {
     log_limit: Arc<LogRateLimit>,
     /// The plugin's counters (shared by all its versions), so counting needs no lookup.
     metrics: Arc<PluginMetrics>,
+    /// Set once the route table no longer serves this version (replaced or removed), so a
+    /// connection can tell its version is still current without looking it up.
+    retired: AtomicBool,
 }
 
 impl fmt::Debug for LoadedPlugin {
@@ -213,6 +217,7 @@ impl LoadedPlugin {
             limits,
             log_limit: Arc::new(LogRateLimit::new(GUEST_LOG_LINES_PER_SEC, GUEST_LOG_BURST)),
             metrics: Arc::default(),
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -259,6 +264,17 @@ impl LoadedPlugin {
     /// The `.wasm` file it was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// Whether the route table stopped serving this version (a newer one replaced it, or the
+    /// plugin was removed).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Marks this version as no longer served: done by the route table.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 
     /// Whether `wasm_path` (and its sidecar) still hold exactly what this version was loaded

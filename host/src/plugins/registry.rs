@@ -81,6 +81,7 @@ impl Registry {
             .insert(plugin.name().to_owned(), plugin.clone());
         if let Some(previous) = &previous {
             tables.by_route.remove(previous.route());
+            previous.retire();
         }
         tables.by_route.insert(plugin.route().to_owned(), plugin);
         Ok(previous)
@@ -94,6 +95,7 @@ impl Registry {
             .unwrap_or_else(|poison| poison.into_inner());
         let removed = tables.by_name.remove(name)?;
         tables.by_route.remove(removed.route());
+        removed.retire();
         Some(removed)
     }
 }

@@ -312,7 +312,12 @@ impl Guest {
     /// A parked instance of the plugin's current version, if it shares instances and one is
     /// parked, made this connection's for the next event.
     fn unpark(&mut self) -> Option<Awake> {
-        let current = self.wake.registry.get(self.scope.name())?;
+        // The version that ran the last event is current unless retired: no lookup per event.
+        let current = if self.plugin.is_retired() {
+            self.wake.registry.get(self.scope.name())?
+        } else {
+            self.plugin.clone()
+        };
         if current.limits().instances != InstanceModel::Shared {
             return None;
         }
