@@ -162,7 +162,10 @@ impl AwakeSlots {
         };
         let overflow = {
             let mut all = self.parked();
-            let queue = all.entry(parked.plugin.name_arc()).or_default();
+            let queue = match all.get_mut(parked.plugin.name()) {
+                Some(queue) => queue,
+                None => all.entry(parked.plugin.name_arc()).or_default(),
+            };
             queue.push(parked);
             if queue.len() > MAX_PARKED_PER_PLUGIN {
                 Some(queue.remove(0))
@@ -203,9 +206,14 @@ impl AwakeSlots {
         Some((parked.instance, slot))
     }
 
-    /// Drops the instances of plugin `name` parked for at least `idle`.
+    /// Drops the instances of plugin `name` parked for at least `idle`, and those of its
+    /// versions no longer served (a removed plugin's would otherwise wait for an event that
+    /// never comes).
     pub(crate) fn expire_parked(&self, name: &str, idle: Duration) {
-        self.drop_parked(|parked| parked.plugin.name() == name && parked.since.elapsed() >= idle);
+        self.drop_parked(|parked| {
+            parked.plugin.name() == name
+                && (parked.plugin.is_retired() || parked.since.elapsed() >= idle)
+        });
     }
 
     fn drop_parked(&self, which: impl Fn(&Parked) -> bool) {

@@ -191,3 +191,28 @@ async fn a_looping_event_holds_only_its_own_instance() {
     })
     .await;
 }
+
+/// A removed plugin's parked instances do not wait for an event that never comes: its
+/// connection is closed (`1001`) at its next event and the parked instances go with it.
+#[tokio::test]
+async fn a_removed_plugins_parked_instances_are_dropped() {
+    bounded(async {
+        let host = TestHost::start_configured(&["managed"], &[("managed", SHARED)], None).await;
+        let (mut client, _) = open(&host, "/managed").await;
+        assert_eq!(ask(&mut client, "echo:parked").await, "parked");
+        parked(&host).await;
+        assert_eq!(host.stats().live_instances(), 1);
+        std::fs::remove_file(host.plugins_dir().join("managed.wasm")).unwrap();
+        host.wait_for_log(&["plugin=managed", "removed"], LOG_WAIT)
+            .await;
+        client.send(Message::text("echo:anyone?")).await.unwrap();
+        let (code, reason) = closed_with(&mut client).await;
+        assert_eq!(u16::from(code), 1001);
+        assert_eq!(reason, "plugin removed");
+        eventually("the parked instance dropped", LOG_WAIT, || {
+            host.stats().live_instances() == 0
+        })
+        .await;
+    })
+    .await;
+}
