@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::fs::{Mode, OFlags};
 use sha2::{Digest, Sha256};
 use wasmtime::Store;
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::{Component, InstancePre, TypedFunc};
 
 use crate::config::{GUEST_LOG_BURST, GUEST_LOG_LINES_PER_SEC, PluginLimits};
 use crate::engine::bindings::{self, PluginIndices, RawUpgrade, RawUpgradeIndices};
@@ -397,6 +397,41 @@ impl PluginInstance {
             .switchyard_plugin_handler()
             .call_handle(&mut self.store, request)
             .await
+    }
+
+    /// Calls the guest's `on-message` for connection number `connection`, as a managed
+    /// WebSocket's event does but without metering its CPU. An instance made with
+    /// [`LoadedPlugin::instantiate`] reaches no connection: its `send` answers
+    /// `unknown-connection`. For measuring a call in process.
+    pub async fn on_message(
+        &mut self,
+        connection: u64,
+        message: bindings::MessageRef<'_>,
+    ) -> wasmtime::Result<()> {
+        self.on_message_func()
+            .call_async(&mut self.store, (connection, message))
+            .await
+    }
+
+    /// The guest's `on-message`, typed to take the message borrowed.
+    pub(crate) fn on_message_func<'message>(
+        &self,
+    ) -> TypedFunc<(u64, bindings::MessageRef<'message>), ()> {
+        let func = *self
+            .bindings
+            .switchyard_plugin_events()
+            .func_on_message()
+            .func();
+        // SAFETY: `new_unchecked` skips the check that the function's WIT type matches the
+        // Rust types. It does: the plugin was type-checked against the `plugin` world when it
+        // was loaded (`PluginPre::new`), so `on-message` takes `(u64, message)`; `MessageRef`
+        // is `message` with borrowed payloads (the same cases, in the same order, with
+        // `string` and `list<u8>` payloads), as the generated `call_on_message` passes it, and
+        // the load checked this very pairing with `Func::typed` (`check_instantiates`).
+        #[allow(unsafe_code)]
+        unsafe {
+            TypedFunc::new_unchecked(func)
+        }
     }
 }
 

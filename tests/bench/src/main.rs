@@ -15,11 +15,12 @@
 //! - `client`: the load generators (WebSocket echo, fan-out rooms, HTTP GET), idle sessions
 //!   spread over several loopback source addresses, and latency summaries.
 //! - `matrix`, `memory`, `hibernated`, `fanout`, `wake`, `instantiate`, `reload`, `startup`,
-//!   `crosshost`, `metrics`, `python`, `tls`: one section each.
+//!   `crosshost`, `metrics`, `python`, `tls`, `calls`: one section each.
 //! - `report`: tables and number formatting; `machine`: what the figures were taken on.
 //! - `plugins`: the plugins folder each host serves.
 
 mod affinity;
+mod calls;
 mod client;
 mod crosshost;
 mod fanout;
@@ -99,6 +100,7 @@ fn run(options: &Options) -> anyhow::Result<bool> {
                         Section::Metrics => metrics::run(options).await,
                         Section::Python => python::run(options).await,
                         Section::Tls => tls::run(options).await,
+                        Section::Calls => calls::run(options).await,
                     }
                 })
                 .await

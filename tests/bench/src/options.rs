@@ -13,7 +13,7 @@ usage: switchyard-bench [--quick] [--seconds N] [--only SECTION[,SECTION…]] [-
   --quick          a short smoke run: 1 s per load, fewer sessions, iterations and runs
   --seconds N      measured seconds per load (default 5; 1 with --quick)
   --only LIST      run only these sections: matrix, memory, hibernated, fanout, wake,
-                   instantiate, reload, startup, crosshost, metrics, python, tls
+                   instantiate, reload, startup, crosshost, metrics, python, tls, calls
   --sessions LIST  hibernated session counts to measure (default 10000,100000;
                    1000,5000 with --quick)";
 
@@ -58,10 +58,12 @@ pub(crate) enum Section {
     Python,
     /// WebSocket echo over TLS: the managed plugin against native tokio-rustls.
     Tls,
+    /// One `on-message` call in process, against how many instances the calls take turns on.
+    Calls,
 }
 
 impl Section {
-    const ALL: [Section; 12] = [
+    const ALL: [Section; 13] = [
         Section::Matrix,
         Section::Memory,
         Section::Hibernated,
@@ -74,6 +76,7 @@ impl Section {
         Section::Metrics,
         Section::Python,
         Section::Tls,
+        Section::Calls,
     ];
 
     fn name(self) -> &'static str {
@@ -90,6 +93,7 @@ impl Section {
             Section::Metrics => "metrics",
             Section::Python => "python",
             Section::Tls => "tls",
+            Section::Calls => "calls",
         }
     }
 
@@ -108,6 +112,7 @@ impl Section {
             Section::Metrics => "10. Metrics: the managed echo with and without the admin listener",
             Section::Python => "11. Python plugins (componentize-py) beside their Rust twins",
             Section::Tls => "12. WebSocket echo over TLS: managed plugin and native tokio-rustls",
+            Section::Calls => "13. One on-message call against the number of instances",
         }
     }
 }
@@ -285,6 +290,11 @@ impl Options {
         if self.quick { 500 } else { 5_000 }
     }
 
+    /// `on-message` calls timed per round of the calls section.
+    pub(crate) fn call_iterations(&self) -> usize {
+        if self.quick { 20_000 } else { 200_000 }
+    }
+
     /// Hot reloads timed.
     pub(crate) fn reload_runs(&self) -> usize {
         if self.quick { 2 } else { 5 }
@@ -336,7 +346,7 @@ mod tests {
     fn defaults_and_quick() {
         let full = parse(&[]).unwrap().unwrap();
         assert_eq!(full.measure, Duration::from_secs(5));
-        assert_eq!(full.sections().len(), 12);
+        assert_eq!(full.sections().len(), 13);
         assert_eq!(full.hibernated_sessions(), vec![10_000, 100_000]);
         assert!(full.files_needed() > 100_000);
         let quick = parse(&["--quick"]).unwrap().unwrap();

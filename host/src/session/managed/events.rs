@@ -14,8 +14,6 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::TypedFunc;
-
 use crate::config::InstanceModel;
 use crate::engine::bindings::MessageRef;
 use crate::engine::cpu::{CpuExceeded, SessionCpu, metered};
@@ -224,19 +222,7 @@ impl Guest {
         const EVENT: &str = "on-message";
         let cpu = self.cpu.clone();
         let instance = self.instance(EVENT).await?;
-        let func = *instance
-            .bindings
-            .switchyard_plugin_events()
-            .func_on_message()
-            .func();
-        // SAFETY: `new_unchecked` skips the check that the function's WIT type matches the
-        // Rust types. It does: the plugin was type-checked against the `plugin` world when it
-        // was loaded (`PluginPre::new`), so `on-message` takes `(u64, message)`; `MessageRef`
-        // is `message` with borrowed payloads (the same cases, in the same order, with
-        // `string` and `list<u8>` payloads), as the generated `call_on_message` passes it, and
-        // the load checked this very pairing with `Func::typed` (`check_instantiates`).
-        #[allow(unsafe_code)]
-        let on_message = unsafe { TypedFunc::<(u64, MessageRef<'_>), ()>::new_unchecked(func) };
+        let on_message = instance.on_message_func();
         // Boxed: the call's future is a few KiB, and inline it would make every connection's
         // task that much larger for its whole life, hibernated or not.
         let called = Box::pin(metered(
