@@ -11,6 +11,7 @@
 //! (the most recently parked first, whose memory is likeliest still in the CPU's caches). At most
 //! [`MAX_PARKED_PER_PLUGIN`] wait per plugin; they are the first to go when a connection waits
 //! for a slot, and a parked instance of an older version is dropped instead of being used.
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};

@@ -186,8 +186,9 @@ impl Guest {
     }
 
     /// Drops the instance, freeing its pool slot; the next event makes a fresh one (or, with
-    /// shared instances, takes a parked one). The plugin's instances this connection parked go
-    /// too if none was used since: they have been idle as long as the connection.
+    /// shared instances, takes a parked one). If this connection parked an instance since its
+    /// last event, the plugin's parked instances left unused for `hibernate_after` go too, and
+    /// any of a version no longer served.
     pub(crate) fn hibernate(&mut self) {
         self.awake = None;
         if std::mem::take(&mut self.parked) {
