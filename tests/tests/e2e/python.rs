@@ -173,3 +173,52 @@ async fn a_python_plugin_cannot_reach_files_sockets_or_the_environment() {
     })
     .await;
 }
+
+/// A Python plugin can share its instances like a Rust one (`instances = "shared"`): connections
+/// take turns on a few instances, each answering its own client, and none holds one between
+/// events.
+#[tokio::test]
+async fn a_python_plugin_can_share_its_instances() {
+    if !python_plugins_ready("python::a_python_plugin_can_share_its_instances") {
+        return;
+    }
+    bounded(async {
+        let host = TestHost::start_configured(
+            &["echo-py"],
+            &[("echo-py", "instances = \"shared\"\n")],
+            None,
+        )
+        .await;
+        let mut members = Vec::new();
+        for _ in 0..10 {
+            let (socket, _) = connect_async(host.ws_url("/echo-py"))
+                .await
+                .expect("a WebSocket to echo-py");
+            members.push(socket);
+        }
+        for round in 0..3 {
+            for (index, member) in members.iter_mut().enumerate() {
+                let text = format!("member {index}, round {round}");
+                member
+                    .send(Message::text(text.clone()))
+                    .await
+                    .expect("sending");
+                let echoed = tokio::time::timeout(WITHIN, member.next()).await;
+                assert!(
+                    matches!(&echoed, Ok(Some(Ok(Message::Text(got)))) if got.as_str() == text),
+                    "{text}: {echoed:?}"
+                );
+            }
+        }
+        switchyard_tests::eventually("every instance handed back", WITHIN, || {
+            host.stats().awake_websockets() == 0
+        })
+        .await;
+        let live = host.stats().live_instances();
+        assert!(
+            (1..=8).contains(&live),
+            "{live} instances for 10 connections"
+        );
+    })
+    .await;
+}
