@@ -50,3 +50,50 @@ pub enum MessageRef<'a> {
     #[component(name = "binary")]
     Binary(&'a [u8]),
 }
+
+/// A WebSocket message as a guest's `send` passes it, still in the guest's memory: lifted
+/// without copying the payload, so the host can frame and write it from there. Shaped exactly
+/// like the WIT `message`.
+#[derive(wasmtime::component::ComponentType, wasmtime::component::Lift)]
+#[component(variant)]
+pub enum MessageView {
+    /// A text message.
+    #[component(name = "text")]
+    Text(wasmtime::component::WasmStr),
+    /// A binary message.
+    #[component(name = "binary")]
+    Binary(wasmtime::component::WasmList<u8>),
+}
+
+impl MessageView {
+    /// The message's payload in `store`'s memory (a text the guest encoded other than as
+    /// UTF-8 is decoded into a copy). Fails if the text is not valid in its encoding.
+    pub fn payload<'a, T: 'static>(
+        &self,
+        store: impl Into<wasmtime::StoreContext<'a, T>>,
+    ) -> wasmtime::Result<MessagePayload<'a>> {
+        Ok(match self {
+            Self::Text(text) => MessagePayload::Text(text.to_str(store)?),
+            Self::Binary(bytes) => MessagePayload::Binary(bytes.as_le_slice(store)),
+        })
+    }
+}
+
+/// A [`MessageView`]'s payload: borrowed from the guest's memory where it can be.
+#[derive(Debug)]
+pub enum MessagePayload<'a> {
+    /// A text message.
+    Text(std::borrow::Cow<'a, str>),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl MessagePayload<'_> {
+    /// The message as [`MessageRef`], borrowing this payload.
+    pub fn message(&self) -> MessageRef<'_> {
+        match self {
+            Self::Text(text) => MessageRef::Text(text),
+            Self::Binary(bytes) => MessageRef::Binary(bytes),
+        }
+    }
+}

@@ -266,6 +266,35 @@ impl Outbox {
         Ok(())
     }
 
+    /// [`Outbox::try_push`] for a frame whose payload is borrowed (from a guest's memory): when
+    /// nothing is queued and the socket takes the frame at once, it is written from where it is;
+    /// only what the socket leaves is copied into the queue.
+    pub fn try_push_borrowed(&self, head: Bytes, body: &[u8]) -> Result<(), Refused> {
+        let len = head.len().saturating_add(body.len());
+        let mut state = self.lock();
+        if state.closed || state.overflowed {
+            return Err(Refused::Closed);
+        }
+        if !fits(&state, len, self.max_bytes) {
+            return Err(Refused::Full);
+        }
+        state.queued += 1;
+        state.queued_bytes += len as u64;
+        let written = match &state.socket {
+            Some(socket) if state.frames.is_empty() => {
+                // As in `take`: a failed write leaves the frame queued for the writer to meet.
+                try_write(socket, [&head, body]).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        if written >= len {
+            return Ok(());
+        }
+        let frame = WireFrame::new(head, Bytes::copy_from_slice(body));
+        self.queue_rest(state, frame, written);
+        Ok(())
+    }
+
     /// Queues a control frame of the framing (a pong, a ping, the close), which may use
     /// [`CONTROL_ROOM`] bytes beyond the limit; past that, the policy decides as for
     /// [`Outbox::push`].
@@ -319,7 +348,7 @@ impl Outbox {
 
     /// Writes `frame` at once if nothing is queued and the socket takes it whole; queues what
     /// is left of it otherwise and wakes the writer if it was idle.
-    fn take(&self, mut state: MutexGuard<'_, State>, mut frame: WireFrame) {
+    fn take(&self, state: MutexGuard<'_, State>, frame: WireFrame) {
         let mut written = 0;
         if state.frames.is_empty()
             && let Some(socket) = &state.socket
@@ -331,6 +360,12 @@ impl Outbox {
                 return;
             }
         }
+        self.queue_rest(state, frame, written);
+    }
+
+    /// Queues what is left of `frame` after its first `written` bytes went to the socket, and
+    /// wakes the writer if the queue was empty.
+    fn queue_rest(&self, mut state: MutexGuard<'_, State>, mut frame: WireFrame, written: usize) {
         frame.advance(written);
         if written > 0 {
             state.front_started = true;

@@ -56,7 +56,8 @@ pub(crate) async fn run(options: &Options) -> anyhow::Result<()> {
     }
     table.note(
         "each instance in its own store, called in turn with call_async (as the host calls \
-         events); its send reaches no connection (unknown-connection), after lifting the message",
+         events); the message is lowered into the guest, whose send then reaches no connection \
+         (unknown-connection)",
     );
     table.print();
     Ok(())

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
 
-use crate::engine::bindings::Message;
+use crate::engine::bindings::{Message, MessageRef};
 use crate::topics::WireFrame;
 
 /// Payloads up to this size are copied behind their header into one buffer (one allocation,
@@ -35,14 +35,45 @@ pub(crate) fn data_frame(message: Message) -> WireFrame {
     if payload.len() <= COPY_PAYLOAD_BYTES {
         return format(Frame::message(payload, OpCode::Data(opcode), true)).into();
     }
+    WireFrame::new(header(opcode, payload.len()), payload)
+}
+
+/// A data frame for `message` whose payload stays where it is (a guest's memory) unless it is
+/// small: what [`data_frame`] makes, without taking the payload.
+pub(crate) enum BorrowedFrame<'a> {
+    /// A small payload, copied behind its header.
+    Whole(WireFrame),
+    /// The header, and the payload to write after it.
+    Split { head: Bytes, body: &'a [u8] },
+}
+
+/// `message` (borrowed) as one final, unmasked data frame: a payload up to
+/// [`COPY_PAYLOAD_BYTES`] is copied behind its header, a larger one is left where it is.
+pub(crate) fn borrowed_data_frame(message: MessageRef<'_>) -> BorrowedFrame<'_> {
+    let (payload, opcode) = match message {
+        MessageRef::Text(text) => (text.as_bytes(), Data::Text),
+        MessageRef::Binary(bytes) => (bytes, Data::Binary),
+    };
+    if payload.len() <= COPY_PAYLOAD_BYTES {
+        let frame = Frame::message(Bytes::copy_from_slice(payload), OpCode::Data(opcode), true);
+        return BorrowedFrame::Whole(format(frame).into());
+    }
+    BorrowedFrame::Split {
+        head: header(opcode, payload.len()),
+        body: payload,
+    }
+}
+
+/// The header of a final, unmasked data frame of `len` payload bytes.
+fn header(opcode: Data, len: usize) -> Bytes {
     let header = FrameHeader {
         opcode: OpCode::Data(opcode),
         ..FrameHeader::default()
     };
-    let mut head = Vec::with_capacity(header.len(payload.len() as u64));
+    let mut head = Vec::with_capacity(header.len(len as u64));
     // Writing into a `Vec` cannot fail.
-    let _ = header.format(payload.len() as u64, &mut head);
-    WireFrame::new(Bytes::from(head), payload)
+    let _ = header.format(len as u64, &mut head);
+    Bytes::from(head)
 }
 
 /// A close frame with `code` and `reason` (cut to [`MAX_CLOSE_REASON_BYTES`] on a character
@@ -103,6 +134,25 @@ mod tests {
         let [head, body] = frame.parts();
         assert_eq!(head, [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
         assert_eq!(body.len(), 70_000);
+    }
+
+    #[test]
+    fn borrowed_frames_match_owned_ones() {
+        for payload in [vec![3_u8; 20], vec![5; 512], vec![7; 513], vec![9; 70_000]] {
+            let owned = wire(&data_frame(Message::Binary(payload.clone())));
+            let borrowed = match borrowed_data_frame(MessageRef::Binary(&payload)) {
+                BorrowedFrame::Whole(frame) => wire(&frame),
+                BorrowedFrame::Split { head, body } => [&head[..], body].concat(),
+            };
+            assert_eq!(borrowed, owned, "{} bytes", payload.len());
+        }
+        let text = "é".repeat(300);
+        let owned = wire(&data_frame(Message::Text(text.clone())));
+        let BorrowedFrame::Split { head, body } = borrowed_data_frame(MessageRef::Text(&text))
+        else {
+            panic!("600 bytes are left where they are");
+        };
+        assert_eq!([&head[..], body].concat(), owned);
     }
 
     #[test]

@@ -6,13 +6,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use wasmtime::StoreContextMut;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::PluginLimits;
-use crate::engine::bindings::{self, GuestError, Message, connections, topics, types};
+use crate::engine::bindings::{
+    self, GuestError, Message, MessageRef, MessageView, connections, topics, types,
+};
 use crate::observe::metrics::{self, PluginMetrics};
 use crate::ratelimit::limited_warn;
-use crate::session::managed::frames;
+use crate::session::managed::frames::{self, BorrowedFrame};
 use crate::session::managed::registry::{CloseRequest, Connection, Joined, PluginScope};
 use crate::topics::{ConnectionId, Refused};
 
@@ -76,13 +79,60 @@ impl RealtimeCtx {
     }
 }
 
+/// The WIT interface `send` belongs to, as the linker names it.
+const CONNECTIONS_INTERFACE: &str = "switchyard:plugin/connections@0.3.0";
+
 /// Links `connections` and `topics` into `linker`; instances find their context through
-/// `get`.
+/// `get`. `send` is then linked again, replacing the generated one, to take the message
+/// straight from the guest's memory (see [`send_from_guest`]).
 pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut RealtimeCtx,
 ) -> wasmtime::Result<()> {
-    bindings::Plugin::add_to_linker::<T, HasSelf<RealtimeCtx>>(linker, get)
+    bindings::Plugin::add_to_linker::<T, HasSelf<RealtimeCtx>>(linker, get)?;
+    linker.allow_shadowing(true);
+    let linked = linker
+        .instance(CONNECTIONS_INTERFACE)
+        .and_then(|mut connections| {
+            connections.func_wrap(
+                "send",
+                move |mut store: StoreContextMut<'_, T>,
+                      (id, message): (ConnectionId, MessageView)| {
+                    let connection = match get(store.data_mut()).connection(id) {
+                        Ok(connection) => connection,
+                        Err(refused) => return Ok((Err(refused),)),
+                    };
+                    let payload = message.payload(&store)?;
+                    Ok((send_from_guest(&connection, payload.message()),))
+                },
+            )
+        });
+    linker.allow_shadowing(false);
+    linked
+}
+
+/// `send`: frames `message` where the guest holds it and writes it to the connection's socket
+/// from there when the socket takes it at once; only a payload that must wait is copied into
+/// the outbox (and a small one, behind its header). The generated `send` would copy every
+/// payload out of the guest first.
+fn send_from_guest(connection: &Connection, message: MessageRef<'_>) -> Result<(), GuestError> {
+    let len = match message {
+        MessageRef::Text(text) => text.len(),
+        MessageRef::Binary(bytes) => bytes.len(),
+    };
+    if len > connection.limits.max_message_bytes {
+        return Err(GuestError::TooLarge);
+    }
+    let pushed = match frames::borrowed_data_frame(message) {
+        BorrowedFrame::Whole(frame) => connection.outbox.try_push(frame),
+        BorrowedFrame::Split { head, body } => connection.outbox.try_push_borrowed(head, body),
+    };
+    match pushed {
+        Ok(()) => Ok(()),
+        Err(Refused::Full) => Err(GuestError::Backpressure),
+        // Closing or cut off: it can no longer be sent to.
+        Err(Refused::Closed) => Err(GuestError::UnknownConnection),
+    }
 }
 
 /// Whether `topic` is a name the plugin may use: not empty, not longer than `max` bytes.
@@ -97,17 +147,15 @@ fn check_topic(topic: &str, max: usize) -> Result<(), GuestError> {
 impl types::Host for RealtimeCtx {}
 
 impl connections::Host for RealtimeCtx {
+    /// Linked over by [`send_from_guest`] (see [`add_to_linker`]); kept for the generated
+    /// trait, and equivalent.
     fn send(&mut self, connection: ConnectionId, message: Message) -> Result<(), GuestError> {
         let connection = self.connection(connection)?;
-        if frames::payload_len(&message) > connection.limits.max_message_bytes {
-            return Err(GuestError::TooLarge);
-        }
-        match connection.outbox.try_push(frames::data_frame(message)) {
-            Ok(()) => Ok(()),
-            Err(Refused::Full) => Err(GuestError::Backpressure),
-            // Closing or cut off: it can no longer be sent to.
-            Err(Refused::Closed) => Err(GuestError::UnknownConnection),
-        }
+        let message = match &message {
+            Message::Text(text) => MessageRef::Text(text),
+            Message::Binary(bytes) => MessageRef::Binary(bytes),
+        };
+        send_from_guest(&connection, message)
     }
 
     fn close(
