@@ -712,6 +712,51 @@ pub(super) mod tests {
         assert_eq!(writing.await.unwrap(), "closed");
     }
 
+    /// A borrowed frame is written from where it is when the socket takes it, and what the
+    /// socket leaves is copied into the queue: under a reader that does not keep up, every
+    /// borrowed frame still reaches the peer whole and in order, behind what was queued.
+    #[tokio::test]
+    async fn borrowed_frames_are_copied_only_for_what_must_wait() {
+        let (socket, mut peer) = socket_pair().await;
+        let outbox = Arc::new(Outbox::new(16 << 20, Overflow::Close));
+        outbox.attach(socket.clone());
+        let mut payload = vec![b'x'; 32];
+        assert_eq!(
+            outbox.try_push_borrowed(Bytes::from_static(b"head "), &payload),
+            Ok(())
+        );
+        assert!(outbox.lock().frames.is_empty(), "written, not queued");
+        assert_eq!(read_exactly(&mut peer, 37).await[..6], *b"head x");
+        let writing = tokio::spawn(writer(outbox.clone(), socket));
+        // 64 KiB frames, far more than the socket's buffers hold: some go out whole, one is
+        // cut by the socket and the rest of it queued, later ones queued behind it.
+        const FRAMES: usize = 64;
+        const SIZE: usize = 64 << 10;
+        let mut queued_at_some_point = false;
+        for i in 0..FRAMES {
+            payload.clear();
+            payload.extend(format!("{i:08}").bytes());
+            payload.resize(SIZE, b'.');
+            // The borrowed bytes change right after: the queue must hold its own copy.
+            assert_eq!(outbox.try_push_borrowed(Bytes::new(), &payload), Ok(()));
+            payload.fill(b'!');
+            queued_at_some_point |= !outbox.lock().frames.is_empty();
+        }
+        outbox.close();
+        assert!(queued_at_some_point, "the slow reader made frames wait");
+        let received = read_exactly(&mut peer, FRAMES * SIZE).await;
+        for (i, chunk) in received.chunks(SIZE).enumerate() {
+            assert_eq!(
+                &chunk[..8],
+                format!("{i:08}").as_bytes(),
+                "frame {i} in order"
+            );
+            assert!(chunk[8..].iter().all(|&b| b == b'.'), "frame {i} whole");
+        }
+        assert_eq!(writing.await.unwrap(), "closed");
+        assert_eq!(outbox.queued(), FRAMES as u64 + 1);
+    }
+
     /// A subscriber that does not read is cut off at its bound, with nothing half written
     /// when the frames it did take were all written whole.
     #[tokio::test]
