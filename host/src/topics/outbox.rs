@@ -253,15 +253,7 @@ impl Outbox {
     /// sender can decide (a plugin's `send` hears `backpressure`).
     pub fn try_push(&self, frame: impl Into<WireFrame>) -> Result<(), Refused> {
         let frame = frame.into();
-        let mut state = self.lock();
-        if state.closed || state.overflowed {
-            return Err(Refused::Closed);
-        }
-        if !fits(&state, frame.len(), self.max_bytes) {
-            return Err(Refused::Full);
-        }
-        state.queued += 1;
-        state.queued_bytes += frame.len() as u64;
+        let state = self.admit_data(frame.len())?;
         self.take(state, frame);
         Ok(())
     }
@@ -271,6 +263,18 @@ impl Outbox {
     /// only what the socket leaves is copied into the queue.
     pub fn try_push_borrowed(&self, head: Bytes, body: &[u8]) -> Result<(), Refused> {
         let len = head.len().saturating_add(body.len());
+        let state = self.admit_data(len)?;
+        let written = write_now(&state, [&head, body]);
+        if written < len {
+            let frame = WireFrame::new(head, Bytes::copy_from_slice(body));
+            self.queue_rest(state, frame, written);
+        }
+        Ok(())
+    }
+
+    /// The lock, with a data frame of `len` bytes counted in, if the outbox is open and the
+    /// frame fits; refused otherwise, with nothing changed.
+    fn admit_data(&self, len: usize) -> Result<MutexGuard<'_, State>, Refused> {
         let mut state = self.lock();
         if state.closed || state.overflowed {
             return Err(Refused::Closed);
@@ -280,19 +284,7 @@ impl Outbox {
         }
         state.queued += 1;
         state.queued_bytes += len as u64;
-        let written = match &state.socket {
-            Some(socket) if state.frames.is_empty() => {
-                // As in `take`: a failed write leaves the frame queued for the writer to meet.
-                try_write(socket, [&head, body]).unwrap_or(0)
-            }
-            _ => 0,
-        };
-        if written >= len {
-            return Ok(());
-        }
-        let frame = WireFrame::new(head, Bytes::copy_from_slice(body));
-        self.queue_rest(state, frame, written);
-        Ok(())
+        Ok(state)
     }
 
     /// Queues a control frame of the framing (a pong, a ping, the close), which may use
@@ -349,18 +341,10 @@ impl Outbox {
     /// Writes `frame` at once if nothing is queued and the socket takes it whole; queues what
     /// is left of it otherwise and wakes the writer if it was idle.
     fn take(&self, state: MutexGuard<'_, State>, frame: WireFrame) {
-        let mut written = 0;
-        if state.frames.is_empty()
-            && let Some(socket) = &state.socket
-        {
-            // A failed write leaves the frame queued: the writer meets the same error and ends
-            // the connection.
-            written = try_write(socket, frame.parts()).unwrap_or(0);
-            if written >= frame.len() {
-                return;
-            }
+        let written = write_now(&state, frame.parts());
+        if written < frame.len() {
+            self.queue_rest(state, frame, written);
         }
-        self.queue_rest(state, frame, written);
     }
 
     /// Queues what is left of `frame` after its first `written` bytes went to the socket, and
@@ -535,6 +519,17 @@ fn write_locked(state: &mut State) -> Flushed {
 const MAX_IOVECS: usize = 64;
 
 /// One non-blocking write of a frame's parts; how many bytes the socket took.
+/// Bytes of a frame (`parts`) written straight to the attached socket when nothing is queued
+/// (so it cannot overtake anything), as far as the socket takes them without waiting; 0 when
+/// something is queued or no socket is attached. A failed write counts as 0: the frame is then
+/// queued, and the writer meets the same error and ends the connection.
+fn write_now(state: &State, parts: [&[u8]; 2]) -> usize {
+    match &state.socket {
+        Some(socket) if state.frames.is_empty() => try_write(socket, parts).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 fn try_write(socket: &Socket, parts: [&[u8]; 2]) -> std::io::Result<usize> {
     match parts {
         [head, []] => socket.try_write(head),
