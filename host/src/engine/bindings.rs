@@ -51,6 +51,25 @@ pub enum MessageRef<'a> {
     Binary(&'a [u8]),
 }
 
+impl MessageRef<'_> {
+    /// The payload's size in bytes.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Binary(bytes) => bytes.len(),
+        }
+    }
+}
+
+impl<'a> From<&'a Message> for MessageRef<'a> {
+    fn from(message: &'a Message) -> Self {
+        match message {
+            Message::Text(text) => Self::Text(text),
+            Message::Binary(bytes) => Self::Binary(bytes),
+        }
+    }
+}
+
 /// A WebSocket message as a guest's `send` passes it, still in the guest's memory: lifted
 /// without copying the payload, so the host can frame and write it from there. Shaped exactly
 /// like the WIT `message`.

@@ -18,14 +18,6 @@ const COPY_PAYLOAD_BYTES: usize = 512;
 /// Longest close reason that fits a control frame (125 bytes less the 2-byte code).
 pub(crate) const MAX_CLOSE_REASON_BYTES: usize = 123;
 
-/// The payload size of `message`.
-pub(crate) fn payload_len(message: &Message) -> usize {
-    match message {
-        Message::Text(text) => text.len(),
-        Message::Binary(bytes) => bytes.len(),
-    }
-}
-
 /// `message` as one final, unmasked (server-to-client) data frame.
 pub(crate) fn data_frame(message: Message) -> WireFrame {
     let (payload, opcode) = match message {

@@ -116,11 +116,7 @@ pub(crate) fn add_to_linker<T: Send + 'static>(
 /// the outbox (and a small one, behind its header). The generated `send` would copy every
 /// payload out of the guest first.
 fn send_from_guest(connection: &Connection, message: MessageRef<'_>) -> Result<(), GuestError> {
-    let len = match message {
-        MessageRef::Text(text) => text.len(),
-        MessageRef::Binary(bytes) => bytes.len(),
-    };
-    if len > connection.limits.max_message_bytes {
+    if message.payload_len() > connection.limits.max_message_bytes {
         return Err(GuestError::TooLarge);
     }
     let pushed = match frames::borrowed_data_frame(message) {
@@ -151,11 +147,7 @@ impl connections::Host for RealtimeCtx {
     /// trait, and equivalent.
     fn send(&mut self, connection: ConnectionId, message: Message) -> Result<(), GuestError> {
         let connection = self.connection(connection)?;
-        let message = match &message {
-            Message::Text(text) => MessageRef::Text(text),
-            Message::Binary(bytes) => MessageRef::Binary(bytes),
-        };
-        send_from_guest(&connection, message)
+        send_from_guest(&connection, MessageRef::from(&message))
     }
 
     fn close(
@@ -216,7 +208,7 @@ impl connections::Host for RealtimeCtx {
 impl topics::Host for RealtimeCtx {
     fn publish(&mut self, topic: String, message: Message) -> Result<(), GuestError> {
         check_topic(&topic, self.max_topic_bytes)?;
-        if frames::payload_len(&message) > self.max_message_bytes {
+        if MessageRef::from(&message).payload_len() > self.max_message_bytes {
             return Err(GuestError::TooLarge);
         }
         let Some(scope) = &self.scope else {

@@ -600,10 +600,7 @@ async fn on_received(
         _ => return Phase::Open,
     };
     traffic.messages_in += 1;
-    traffic.bytes_in += match &lent {
-        MessageRef::Text(text) => text.len(),
-        MessageRef::Binary(bytes) => bytes.len(),
-    } as u64;
+    traffic.bytes_in += lent.payload_len() as u64;
     clock.last_event = now;
     match guest.on_message(id, lent).await {
         Ok(()) => {
