@@ -21,6 +21,11 @@ const MAX_PARKED: u32 = 8;
 /// Connections that take turns in the sharing test: more than can be parked.
 const MEMBERS: usize = 20;
 
+/// A host serving the `managed` plugin with shared instances.
+async fn start_shared() -> TestHost {
+    TestHost::start_configured(&["managed"], &[("managed", SHARED)], None).await
+}
+
 /// Waits until no connection holds an instance: the last event's instance is parked.
 async fn parked(host: &TestHost) {
     eventually("the instance handed back", LOG_WAIT, || {
@@ -43,7 +48,7 @@ fn count(answer: &str) -> u64 {
 #[tokio::test]
 async fn the_plugins_connections_share_its_instances() {
     bounded(async {
-        let host = TestHost::start_configured(&["managed"], &[("managed", SHARED)], None).await;
+        let host = start_shared().await;
         let mut members = Vec::new();
         for _ in 0..MEMBERS {
             members.push(open(&host, "/managed?attach=kept").await.0);
@@ -78,7 +83,7 @@ async fn the_plugins_connections_share_its_instances() {
 #[tokio::test]
 async fn a_trap_on_a_shared_instance_closes_only_its_connection() {
     bounded(async {
-        let host = TestHost::start_configured(&["managed"], &[("managed", SHARED)], None).await;
+        let host = start_shared().await;
         let (mut victim, _) = open(&host, "/managed").await;
         let (mut bystander, _) = open(&host, "/managed").await;
         assert_eq!(ask(&mut bystander, "echo:before").await, "before");
@@ -105,7 +110,7 @@ async fn a_trap_on_a_shared_instance_closes_only_its_connection() {
 #[tokio::test]
 async fn after_a_reload_the_next_event_runs_on_the_new_version() {
     bounded(async {
-        let host = TestHost::start_configured(&["managed"], &[("managed", SHARED)], None).await;
+        let host = start_shared().await;
         let (mut client, _) = open(&host, "/managed?attach=kept").await;
         assert_eq!(ask(&mut client, "version?").await, "version:managed-1");
         host.install_plugin("echo", "managed");
@@ -197,7 +202,7 @@ async fn a_looping_event_holds_only_its_own_instance() {
 #[tokio::test]
 async fn a_removed_plugins_parked_instances_are_dropped() {
     bounded(async {
-        let host = TestHost::start_configured(&["managed"], &[("managed", SHARED)], None).await;
+        let host = start_shared().await;
         let (mut client, _) = open(&host, "/managed").await;
         assert_eq!(ask(&mut client, "echo:parked").await, "parked");
         parked(&host).await;
