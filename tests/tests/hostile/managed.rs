@@ -1,8 +1,8 @@
 //! Hostile managed-WebSocket plugins: `misbehave`'s `ws-*` cases loop in each event, trap
-//! (panic, `unreachable`, an out-of-bounds load), exhaust their memory, and flood `send` and
-//! `publish` without end. Each attacker's connection is closed with the right code and a precise
-//! log line, host memory stays bounded, and both bystander sessions (managed `echo`, raw
-//! `echo-raw`) keep their round trips.
+//! (panic, `unreachable`, an out-of-bounds load), exhaust their memory, flood `send` and
+//! `publish` without end, and call `send` with arguments no SDK would pass. Each attacker's
+//! connection is closed with the right code and a precise log line, host memory stays bounded,
+//! and both bystander sessions (managed `echo`, raw `echo-raw`) keep their round trips.
 
 use std::time::{Duration, Instant};
 
@@ -279,6 +279,49 @@ async fn traps_in_on_message() {
             ("ws-unreachable", "unreachable"),
             ("ws-out-of-bounds", "out of bounds memory access"),
         ] {
+            let connection = host
+                .websocket_connection(&format!("path=/misbehave/{case}"), 0)
+                .await;
+            host.wait_for_log(
+                &[&connection, "closed (1011)", "trapped in on-message", why],
+                SETTLE,
+            )
+            .await;
+        }
+    })
+    .await;
+}
+
+/// Arguments to `send` that no SDK would pass — bytes past the end of memory, a text that is
+/// not UTF-8, a message kind the contract does not have — trap the calling instance: `1011`,
+/// a log line that says what was wrong, and nothing written to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_arguments_to_send() {
+    // Each case and what the host's log line says was wrong with its arguments.
+    const CASES: [(&str, &str); 3] = [
+        (
+            "ws-send-wild-pointer",
+            "list pointer/length out of bounds of memory",
+        ),
+        ("ws-send-not-utf8", "invalid utf-8 sequence"),
+        ("ws-send-bad-kind", "unexpected discriminant: 7"),
+    ];
+    let _serial = ONE_AT_A_TIME.lock().await;
+    bounded(async {
+        let host = host_with("").await;
+        under_attack(
+            &host,
+            "malformed arguments to send",
+            QUICK_ROUNDS,
+            |_| async {
+                for (case, _) in CASES {
+                    let ended = closed_after_message(&host, case).await;
+                    assert_eq!(ended.data, 0, "{case} got data: {ended:?}");
+                }
+            },
+        )
+        .await;
+        for (case, why) in CASES {
             let connection = host
                 .websocket_connection(&format!("path=/misbehave/{case}"), 0)
                 .await;

@@ -63,6 +63,9 @@
 //! - `ws-flood-publish`: publishes 16 KiB binary messages to the topic `flood` in
 //!   `on-message` without end, ignoring refusals.
 //! - `ws-subscriber`: joins the topic `flood` when accepted, and echoes.
+//! - `ws-send-wild-pointer`, `ws-send-not-utf8`, `ws-send-bad-kind`: call the contract's `send`
+//!   import directly in `on-message`, bypassing the SDK, with a binary message past the end of
+//!   memory, a text that is not UTF-8, or a message kind (variant case 7) that does not exist.
 
 mod hostile;
 mod managed;

@@ -43,6 +43,13 @@ pub(crate) enum ManagedCase {
     FloodPublish,
     /// Joins [`FLOOD_TOPIC`] and otherwise only echoes: the flood's audience.
     Subscriber,
+    /// Calls `send` in `on-message` with a binary message whose bytes lie past the end of its
+    /// memory, as no SDK would.
+    SendWildPointer,
+    /// Calls `send` with a text message whose bytes are not UTF-8.
+    SendNotUtf8,
+    /// Calls `send` with a message kind the contract does not have (variant case 7).
+    SendBadKind,
 }
 
 impl ManagedCase {
@@ -59,6 +66,9 @@ impl ManagedCase {
             "ws-flood-send" => Self::FloodSend,
             "ws-flood-publish" => Self::FloodPublish,
             "ws-subscriber" => Self::Subscriber,
+            "ws-send-wild-pointer" => Self::SendWildPointer,
+            "ws-send-not-utf8" => Self::SendNotUtf8,
+            "ws-send-bad-kind" => Self::SendBadKind,
             _ => return None,
         };
         Some(case)
@@ -77,6 +87,9 @@ impl ManagedCase {
             Self::FloodSend => "ws-flood-send",
             Self::FloodPublish => "ws-flood-publish",
             Self::Subscriber => "ws-subscriber",
+            Self::SendWildPointer => "ws-send-wild-pointer",
+            Self::SendNotUtf8 => "ws-send-not-utf8",
+            Self::SendBadKind => "ws-send-bad-kind",
         }
     }
 
@@ -122,6 +135,17 @@ pub(crate) fn on_message(connection: Connection, message: Message) {
         Some(ManagedCase::Memory) => hostile::exhaust_memory(),
         Some(ManagedCase::FloodSend) => flood(|chunk| connection.send(chunk)),
         Some(ManagedCase::FloodPublish) => flood(|chunk| topics::publish(FLOOD_TOPIC, chunk)),
+        Some(ManagedCase::SendWildPointer) => {
+            raw_send::call(connection, raw_send::BINARY, u32::MAX - 7, 1_000);
+        }
+        Some(ManagedCase::SendNotUtf8) => {
+            let bytes = black_box(NOT_UTF8);
+            raw_send::call(connection, raw_send::TEXT, raw_send::address(bytes), 3);
+        }
+        Some(ManagedCase::SendBadKind) => {
+            let bytes = black_box(b"hello");
+            raw_send::call(connection, 7, raw_send::address(bytes), 5);
+        }
         Some(_) | None => {
             let _ = connection.send(message);
         }
@@ -148,6 +172,62 @@ fn flood(send: impl Fn(Vec<u8>) -> Result<(), Error>) -> ! {
         let _ = send(chunk);
     }
     unreachable!("2^64 sends")
+}
+
+/// Bytes that are not UTF-8 (`0xff` never occurs in it), for [`ManagedCase::SendNotUtf8`].
+const NOT_UTF8: &[u8; 3] = &[0xff, 0xfe, 0xfd];
+
+/// The contract's `send` import called directly with arguments of the test's choosing, as a
+/// hand-written module could: the SDK only ever passes a valid message, so this is the way to
+/// hand the host a wild pointer, bytes that are not UTF-8 or a message kind that does not exist.
+/// The host must turn each into a trap of this instance alone.
+#[allow(unsafe_code)] // The one purpose of these cases: arguments the canonical ABI forbids.
+mod raw_send {
+    use switchyard_sdk::managed::Connection;
+
+    /// The `message` variant's case numbers in the contract (`text`, then `binary`).
+    pub(super) const TEXT: u32 = 0;
+    pub(super) const BINARY: u32 = 1;
+
+    #[cfg(target_arch = "wasm32")]
+    #[link(wasm_import_module = "switchyard:plugin/connections@0.3.0")]
+    unsafe extern "C" {
+        /// `send(connection-id, message) -> result<_, error>` flattened by the canonical ABI:
+        /// the connection, the variant's case, the payload's address and length, and where
+        /// the result goes.
+        #[link_name = "send"]
+        fn send(connection: i64, case: i32, address: i32, length: i32, result: i32);
+    }
+
+    /// The address of `bytes` in linear memory.
+    pub(super) fn address(bytes: &[u8]) -> u32 {
+        bytes.as_ptr() as usize as u32
+    }
+
+    /// Calls `send` with these raw arguments; the result, if the host ever wrote one, is
+    /// ignored (a valid call is not what this is for).
+    pub(super) fn call(connection: Connection, case: u32, address: u32, length: u32) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let mut result = [0u32; 2];
+            // SAFETY: none is claimed for the arguments: they are meant to be refused. The
+            // result slot is this frame's own, 4-aligned, large enough for the result.
+            unsafe {
+                send(
+                    connection.id() as i64,
+                    case as i32,
+                    address as i32,
+                    length as i32,
+                    result.as_mut_ptr() as usize as i32,
+                );
+            }
+        }
+        // The plugin is only ever run as WebAssembly; this keeps native `cargo check` building.
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = (connection, case, address, length);
+        }
+    }
 }
 
 /// Executes WebAssembly's `unreachable` instruction: a trap with no panic machinery before it.
