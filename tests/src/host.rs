@@ -131,6 +131,17 @@ impl TestHost {
         Self::start_with_pubsub_and_limits(plugins, pubsub, None).await
     }
 
+    /// [`TestHost::start_with_pubsub`] with `(name, toml)` sidecars beside the plugins.
+    pub async fn start_with_pubsub_and_sidecars(
+        plugins: &[&str],
+        sidecars: &[(&str, &str)],
+        pubsub: PubSubConfig,
+    ) -> Self {
+        let dir = plugins_folder(plugins, sidecars);
+        let folder = dir.path().to_owned();
+        Self::start_serving_with(dir, folder, None, pubsub, false).await
+    }
+
     /// [`TestHost::start_with_pubsub`] with host-wide `limits` (an engine of their own).
     pub async fn start_with_pubsub_and_limits(
         plugins: &[&str],

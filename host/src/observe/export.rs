@@ -147,6 +147,12 @@ impl Sources {
         )?;
         counter(
             encoder,
+            "pubsub_overflowed",
+            "Local subscribers whose outbound buffer was full, so a message from the broker was dropped for them",
+            counts.overflowed,
+        )?;
+        counter(
+            encoder,
             "pubsub_dropped",
             "Publishes for other hosts not sent (broker down or queue full)",
             counts.dropped,

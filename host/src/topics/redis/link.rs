@@ -233,6 +233,15 @@ fn receive(shared: &Shared, message: &Msg) {
             PubSubStats::add(&shared.stats.received, 1);
             let delivery = shared.local.publish(&scope, topic, frame);
             PubSubStats::add(&shared.stats.delivered, delivery.queued);
+            if delivery.dropped > 0 {
+                PubSubStats::add(&shared.stats.overflowed, delivery.dropped);
+                limited_warn!(
+                    shared.overflow_log,
+                    "pubsub: a message from another host on topic {topic:?} of plugin {scope:?} \
+                     was dropped for {} subscriber(s) whose outbound buffer is full",
+                    delivery.dropped
+                );
+            }
         }
         Err(refused) => reject(shared, &channel, &refused.to_string()),
     }

@@ -22,6 +22,9 @@
 //! - `pubsub: dropped cross-host publishes` (warn), with `dropped` (count in the last 10 s):
 //!   at most once per 10 s while publishes are being dropped.
 //! - `pubsub: ignored a message from Redis on channel "…": <reason>` (warn, rate-limited).
+//! - `pubsub: a message from another host on topic "…" of plugin "…" was dropped for N
+//!   subscriber(s) whose outbound buffer is full` (warn, rate-limited): with `overflow =
+//!   "drop"`, counted in [`PubSubCounts::overflowed`].
 //!
 //! # Choices
 //! - The client is redis-rs (`redis`, tokio, no default features): the maintained, widely used
@@ -88,6 +91,9 @@ struct Shared {
     /// Lines about garbage on a channel, at a bounded rate: anyone who can publish to the
     /// broker can send it.
     garbage_log: LogRateLimit,
+    /// Lines about messages from other hosts dropped for a full local outbox, at a bounded
+    /// rate: a slow client gets one with every message.
+    overflow_log: LogRateLimit,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +126,10 @@ impl RedisTopics {
             queue: PublishQueue::new(limits.max_messages, limits.max_bytes),
             stats,
             garbage_log: LogRateLimit::new(
+                crate::config::HOST_WARNINGS_PER_SEC,
+                crate::config::HOST_WARNINGS_BURST,
+            ),
+            overflow_log: LogRateLimit::new(
                 crate::config::HOST_WARNINGS_PER_SEC,
                 crate::config::HOST_WARNINGS_BURST,
             ),

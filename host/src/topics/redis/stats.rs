@@ -9,6 +9,7 @@ pub struct PubSubStats {
     pub(super) published: AtomicU64,
     pub(super) received: AtomicU64,
     pub(super) delivered: AtomicU64,
+    pub(super) overflowed: AtomicU64,
     pub(super) dropped: AtomicU64,
     pub(super) rejected: AtomicU64,
     pub(super) connects: AtomicU64,
@@ -26,6 +27,10 @@ pub struct PubSubCounts {
     pub received: u64,
     /// Local subscribers whose outbox took a message received from the broker, since start.
     pub delivered: u64,
+    /// Local subscribers whose outbound buffer was full when a message from the broker came,
+    /// so that it was dropped for them (their plugin's `overflow = "drop"`), since start. With
+    /// `overflow = "close"` such a subscriber is cut off instead, as for a local publish.
+    pub overflowed: u64,
     /// Publishes meant for other hosts that were not sent: the broker was down or the queue to
     /// it was full (at-most-once), since start.
     pub dropped: u64,
@@ -48,6 +53,7 @@ impl PubSubStats {
             published: load(&self.published),
             received: load(&self.received),
             delivered: load(&self.delivered),
+            overflowed: load(&self.overflowed),
             dropped: load(&self.dropped),
             rejected: load(&self.rejected),
             connects: load(&self.connects),

@@ -8,12 +8,20 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, client_async};
+
 use switchyard_host::Limits;
 use switchyard_host::config::pubsub::PubSubConfig;
 use switchyard_tests::redis::RedisServer;
 use switchyard_tests::{TestHost, bounded, eventually};
 
-use super::{Chat, Member, connect, expect_nothing_more, join, joined, left, message, subscribed};
+use super::{
+    Chat, Member, connect, expect_nothing_more, is_probe, join, joined, left, message, numbered,
+    room_path, subscribed,
+};
 
 /// How long a host may take to connect to Redis, or to notice it went away. Generous: this
 /// checks behaviour; the benchmark measures how fast delivery resumes.
@@ -355,6 +363,103 @@ async fn a_full_queue_drops_for_other_hosts_only(chat: Chat) {
     .await;
 }
 
+/// A member on another host too slow for the room, its plugin set to `overflow = "drop"`:
+/// messages from the publisher's host that do not fit its outbound buffer are dropped for it
+/// alone, whole, counted (`pubsub_overflowed_total`) and logged, and it stays in the room.
+async fn messages_from_another_host_dropped_for_a_slow_member_are_counted(chat: Chat) {
+    bounded(async {
+        /// Messages said between checks of the count.
+        const BATCH: usize = 16;
+        /// The most messages said (~32 MB for the slow member): far more than its socket
+        /// buffers and its outbound buffer hold.
+        const MAX_MESSAGES: usize = 16_000;
+        /// How long the slow member reads on after the last message before it is drained.
+        const DRAINED_AFTER: Duration = Duration::from_millis(500);
+        let Some(redis) = RedisServer::start() else {
+            return;
+        };
+        let config = PubSubConfig::redis(&redis.url()).expect("a Redis URL");
+        let a = TestHost::start_with_pubsub(&[chat.plugin()], config.clone()).await;
+        let sidecar = "overflow = \"drop\"\n[limits]\nmax_outbound_bytes = 4096\n";
+        let b = TestHost::start_with_pubsub_and_sidecars(
+            &[chat.plugin()],
+            &[("chat", sidecar)],
+            config,
+        )
+        .await;
+        wait_until_up(&a, &b).await;
+
+        // The slow member's receive buffer is made small, so B's outbound buffer fills soon.
+        let tcp = TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(4096).unwrap();
+        let tcp = tcp.connect(b.addr).await.unwrap();
+        let url = b.ws_url(&room_path("lobby", "slow"));
+        let (socket, _) = client_async(url, MaybeTlsStream::Plain(tcp)).await.unwrap();
+        let mut slow = subscribed(&a, "lobby", "slow", socket).await;
+        let mut ada = join(&a, "lobby", "ada").await;
+        slow.expect(&joined("lobby", "ada")).await;
+
+        // Ada says numbered messages on A until B has dropped one for the slow member, who
+        // does not read meanwhile.
+        let mut sent = 0;
+        while b.pubsub_stats().counts().overflowed == 0 {
+            assert!(
+                sent < MAX_MESSAGES,
+                "B dropped nothing for the slow member after {sent} messages"
+            );
+            for _ in 0..BATCH {
+                let text = numbered(sent);
+                ada.say(&text).await;
+                ada.expect(&message("lobby", "ada", &text)).await;
+                sent += 1;
+            }
+        }
+        println!("B first dropped a message for the slow member after {sent} of ~2 KiB");
+        assert_eq!(
+            a.pubsub_stats().counts().overflowed,
+            0,
+            "A has no slow member"
+        );
+        let exported = b
+            .metrics()
+            .await
+            .value("switchyard_pubsub_overflowed_total", &[]);
+        assert!(exported >= 1.0, "pubsub_overflowed_total is {exported}");
+        b.wait_for_log(
+            &[
+                "pubsub: a message from another host on topic \"lobby\" of plugin \"chat\"",
+                "whose outbound buffer is full",
+            ],
+            LINK_WITHIN,
+        )
+        .await;
+
+        // What reached the slow member is whole messages, in order, some missing.
+        let mut got = 0usize;
+        let mut last = None;
+        while let Ok(frame) = tokio::time::timeout(DRAINED_AFTER, slow.socket.next()).await {
+            let text = match frame {
+                Some(Ok(Message::Text(text))) if !is_probe(&text) => text,
+                Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("the slow member's connection ended or broke: {other:?}"),
+            };
+            let n = (0..sent)
+                .find(|&n| text.as_str() == message("lobby", "ada", &numbered(n)))
+                .unwrap_or_else(|| panic!("not one of Ada's messages: {text}"));
+            assert!(last < Some(n), "message {n} came after {last:?}");
+            last = Some(n);
+            got += 1;
+        }
+        println!("the slow member got {got} of {sent}");
+        assert!(got < sent, "nothing was dropped for the slow member");
+
+        // Still in the room: the next message reaches it.
+        ada.say("after").await;
+        slow.expect(&message("lobby", "ada", "after")).await;
+    })
+    .await;
+}
+
 both_chats!(members_on_two_hosts_share_a_room_and_get_each_message_once);
 both_chats!(a_host_subscribes_per_room_not_per_member);
 both_chats!(hosts_started_before_redis_serve_locally_then_connect);
@@ -362,3 +467,4 @@ both_chats!(redis_killed_and_restarted_mid_session);
 both_chats!(garbage_on_a_rooms_channel_is_ignored);
 both_chats!(deployments_with_different_prefixes_do_not_meet);
 both_chats!(a_full_queue_drops_for_other_hosts_only);
+both_chats!(messages_from_another_host_dropped_for_a_slow_member_are_counted);
