@@ -172,6 +172,19 @@ async fn connect(host: &TestHost, room: &str, name: &str) -> Socket {
     socket
 }
 
+/// [`connect`] with a receive buffer of 4 KiB, so that the host's outbound buffer for this
+/// member fills soon once it stops reading.
+async fn connect_slow(host: &TestHost, room: &str, name: &str) -> Socket {
+    let tcp = TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let tcp = tcp.connect(host.addr).await.unwrap();
+    let url = host.ws_url(&room_path(room, name));
+    let (socket, _) = client_async(url, MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap_or_else(|error| panic!("{name} could not connect to {room}: {error}"));
+    socket
+}
+
 /// `POST <path>` with `body`.
 async fn post(host: &TestHost, path: &str, body: impl Into<Bytes>) -> Reply {
     let request = Request::post(path)
@@ -650,12 +663,7 @@ async fn a_slow_member_is_cut_off_and_the_others_get_everything(chat: Chat) {
         let sidecar = "[limits]\nmax_outbound_bytes = 65536\n";
         let host = TestHost::start_configured(&[chat.plugin()], &[("chat", sidecar)], None).await;
 
-        // The slow member's receive buffer is made small, so the host's buffer fills soon.
-        let tcp = TcpSocket::new_v4().unwrap();
-        tcp.set_recv_buffer_size(4096).unwrap();
-        let tcp = tcp.connect(host.addr).await.unwrap();
-        let url = host.ws_url(&room_path("lobby", "slow"));
-        let (socket, _) = client_async(url, MaybeTlsStream::Plain(tcp)).await.unwrap();
+        let socket = connect_slow(&host, "lobby", "slow").await;
         let mut slow = subscribed(&host, "lobby", "slow", socket).await;
         let mut ada = join(&host, "lobby", "ada").await;
         let bob = join(&host, "lobby", "bob").await;

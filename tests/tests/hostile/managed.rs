@@ -125,6 +125,19 @@ async fn closed_after_message(host: &TestHost, case: &str) -> Ended {
     ended
 }
 
+/// Waits until the host has logged that the first connection to `case` was closed with `1011`
+/// because the plugin trapped in `on-message`, for a reason that mentions `why`.
+async fn trap_logged(host: &TestHost, case: &str, why: &str) {
+    let connection = host
+        .websocket_connection(&format!("path=/misbehave/{case}"), 0)
+        .await;
+    host.wait_for_log(
+        &[&connection, "closed (1011)", "trapped in on-message", why],
+        SETTLE,
+    )
+    .await;
+}
+
 /// Waits until a connection to `case` opened after the host's first `since` log lines has
 /// hibernated (its log says so; the bystander `echo` keeps the host's awake count above zero).
 async fn hibernated(host: &TestHost, case: &str, since: usize) {
@@ -279,14 +292,7 @@ async fn traps_in_on_message() {
             ("ws-unreachable", "unreachable"),
             ("ws-out-of-bounds", "out of bounds memory access"),
         ] {
-            let connection = host
-                .websocket_connection(&format!("path=/misbehave/{case}"), 0)
-                .await;
-            host.wait_for_log(
-                &[&connection, "closed (1011)", "trapped in on-message", why],
-                SETTLE,
-            )
-            .await;
+            trap_logged(&host, case, why).await;
         }
     })
     .await;
@@ -322,14 +328,7 @@ async fn malformed_arguments_to_send() {
         )
         .await;
         for (case, why) in CASES {
-            let connection = host
-                .websocket_connection(&format!("path=/misbehave/{case}"), 0)
-                .await;
-            host.wait_for_log(
-                &[&connection, "closed (1011)", "trapped in on-message", why],
-                SETTLE,
-            )
-            .await;
+            trap_logged(&host, case, why).await;
         }
     })
     .await;

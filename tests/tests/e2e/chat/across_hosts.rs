@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, client_async};
 
 use switchyard_host::Limits;
 use switchyard_host::config::pubsub::PubSubConfig;
@@ -19,8 +17,8 @@ use switchyard_tests::redis::RedisServer;
 use switchyard_tests::{TestHost, bounded, eventually};
 
 use super::{
-    Chat, Member, connect, expect_nothing_more, is_probe, join, joined, left, message, numbered,
-    room_path, subscribed,
+    Chat, Member, connect, connect_slow, expect_nothing_more, is_probe, join, joined, left,
+    message, numbered, subscribed,
 };
 
 /// How long a host may take to connect to Redis, or to notice it went away. Generous: this
@@ -389,12 +387,7 @@ async fn messages_from_another_host_dropped_for_a_slow_member_are_counted(chat: 
         .await;
         wait_until_up(&a, &b).await;
 
-        // The slow member's receive buffer is made small, so B's outbound buffer fills soon.
-        let tcp = TcpSocket::new_v4().unwrap();
-        tcp.set_recv_buffer_size(4096).unwrap();
-        let tcp = tcp.connect(b.addr).await.unwrap();
-        let url = b.ws_url(&room_path("lobby", "slow"));
-        let (socket, _) = client_async(url, MaybeTlsStream::Plain(tcp)).await.unwrap();
+        let socket = connect_slow(&b, "lobby", "slow").await;
         let mut slow = subscribed(&a, "lobby", "slow", socket).await;
         let mut ada = join(&a, "lobby", "ada").await;
         slow.expect(&joined("lobby", "ada")).await;
