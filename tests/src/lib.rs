@@ -11,6 +11,7 @@
 //!   clients that trust it.
 //! - [`probe`]: a WebSocket session that keeps measuring round trips while a test attacks
 //!   the host, and the process's memory use.
+//! - [`chat`]: the `chat` example's events, probes and event reading, for every chat test.
 //!
 //! For topics across hosts, real external processes, each stopped when dropped:
 //! - [`child`]: one running program with its output kept; free loopback ports.
@@ -20,6 +21,7 @@
 //! - [`host_process`]: the `switchyard` binary as a process of its own, with `--pubsub`.
 //! - [`services`]: whether redis-server and nginx are installed (skip or fail loudly).
 
+pub mod chat;
 pub mod child;
 pub mod client;
 pub mod host;

@@ -24,6 +24,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async, connect_async};
 
 use switchyard_host::{Limits, PluginLimits};
+use switchyard_tests::chat::{
+    self, EVENT_TIMEOUT, PROBE_PREFIX, is_probe, joined, left, message, next_event,
+};
 use switchyard_tests::client::{Reply, get, send};
 use switchyard_tests::probe::raise_open_file_limit;
 use switchyard_tests::{TestHost, bounded};
@@ -81,14 +84,10 @@ macro_rules! both_chats {
     };
 }
 
-/// How long a member waits for an event it expects before the test fails.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`join`] waits for one probe before posting the next.
 const PROBE_WAIT: Duration = Duration::from_millis(300);
 /// Probes [`join`] posts at most before it gives up.
 const PROBE_ROUNDS: usize = 30;
-/// What every probe's text starts with; members skip such messages from `server`.
-const PROBE_PREFIX: &str = "probe ";
 /// The chat's longest message (its documented limit).
 const MAX_TEXT_BYTES: usize = 4096;
 /// How long a reload or hibernation may take to show before the test fails. Generous: this
@@ -102,49 +101,6 @@ const HANDSHAKE: [(&str, &str); 4] = [
     ("sec-websocket-version", "13"),
     ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
 ];
-
-/// A JSON string as serde_json spells it: the tests compare the chat's hand-written JSON with it.
-fn json(value: &str) -> String {
-    serde_json::to_string(value).expect("a string encodes")
-}
-
-/// `{"type":"message",…}` exactly as the chat documents it.
-fn message(room: &str, from: &str, text: &str) -> String {
-    format!(
-        r#"{{"type":"message","room":{},"from":{},"text":{}}}"#,
-        json(room),
-        json(from),
-        json(text)
-    )
-}
-
-/// `{"type":"join",…}` exactly as the chat documents it.
-fn joined(room: &str, from: &str) -> String {
-    format!(
-        r#"{{"type":"join","room":{},"from":{}}}"#,
-        json(room),
-        json(from)
-    )
-}
-
-/// `{"type":"leave",…}` exactly as the chat documents it.
-fn left(room: &str, from: &str) -> String {
-    format!(
-        r#"{{"type":"leave","room":{},"from":{}}}"#,
-        json(room),
-        json(from)
-    )
-}
-
-/// Whether `text` is a probe posted by [`join`].
-fn is_probe(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|event| {
-        event["from"] == "server"
-            && event["text"]
-                .as_str()
-                .is_some_and(|text| text.starts_with(PROBE_PREFIX))
-    })
-}
 
 /// The query value for `name`, percent-encoded as a browser's `encodeURIComponent` would.
 fn encode(name: &str) -> String {
@@ -196,8 +152,7 @@ async fn post(host: &TestHost, path: &str, body: impl Into<Bytes>) -> Reply {
 
 /// Posts `text` to `room` from `server`, which must answer `202`.
 async fn post_to_room(host: &TestHost, room: &str, text: &str) {
-    let reply = post(host, &format!("/chat/{room}"), text.to_owned()).await;
-    assert_eq!(reply.status, 202, "{}", reply.text());
+    chat::post_to_room(host.addr, room, text).await;
 }
 
 /// A connected chat member.
@@ -239,25 +194,6 @@ async fn subscribed(host: &TestHost, room: &str, name: &str, mut socket: Socket)
         }
     }
     panic!("{name} was not subscribed to {room} after {PROBE_ROUNDS} probes");
-}
-
-/// The next text message on `frames` (a member's socket or its reading half), skipping probes,
-/// pings and pongs; fails if none comes within [`EVENT_TIMEOUT`] or the connection ends.
-async fn next_event<S>(frames: &mut S, name: &str) -> String
-where
-    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
-{
-    loop {
-        let frame = tokio::time::timeout(EVENT_TIMEOUT, frames.next())
-            .await
-            .unwrap_or_else(|_| panic!("{name} got no event within {EVENT_TIMEOUT:?}"));
-        match frame {
-            Some(Ok(Message::Text(text))) if is_probe(&text) => {}
-            Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => panic!("{name} expected an event, got {other:?}"),
-        }
-    }
 }
 
 /// Proves nothing else has reached `members` (all in one room): posts a marker to the room and

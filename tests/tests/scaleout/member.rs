@@ -11,84 +11,21 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt as _, Stream, StreamExt as _};
-use http_body_util::Full;
-use hyper::Request;
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use switchyard_tests::client::send;
+pub(crate) use switchyard_tests::chat::{
+    EVENT_TIMEOUT, PROBE_PREFIX, is_probe, joined, left, message, next_event, post_to_room,
+};
 
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// How long a member waits for an event it expects before the test fails.
-pub(crate) const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`join`] waits for the probes of one round before posting the next.
 const PROBE_WAIT: Duration = Duration::from_millis(300);
 /// Probe rounds [`join`] posts at most before it gives up.
 const PROBE_ROUNDS: usize = 50;
-/// What every probe's text starts with; members skip such messages from `server`.
-pub(crate) const PROBE_PREFIX: &str = "probe ";
-
-/// A JSON string as serde_json spells it.
-fn json(value: &str) -> String {
-    serde_json::to_string(value).expect("a string encodes")
-}
-
-/// `{"type":"message",…}` exactly as the chat documents it.
-pub(crate) fn message(room: &str, from: &str, text: &str) -> String {
-    format!(
-        r#"{{"type":"message","room":{},"from":{},"text":{}}}"#,
-        json(room),
-        json(from),
-        json(text)
-    )
-}
-
-/// `{"type":"join",…}` exactly as the chat documents it.
-pub(crate) fn joined(room: &str, from: &str) -> String {
-    format!(
-        r#"{{"type":"join","room":{},"from":{}}}"#,
-        json(room),
-        json(from)
-    )
-}
-
-/// `{"type":"leave",…}` exactly as the chat documents it.
-pub(crate) fn left(room: &str, from: &str) -> String {
-    format!(
-        r#"{{"type":"leave","room":{},"from":{}}}"#,
-        json(room),
-        json(from)
-    )
-}
-
-/// Whether `text` is a probe posted by [`join`] or [`probe_until_heard`].
-pub(crate) fn is_probe(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|event| {
-        event["from"] == "server"
-            && event["text"]
-                .as_str()
-                .is_some_and(|text| text.starts_with(PROBE_PREFIX))
-    })
-}
-
-/// `POST /chat/<room>` with `text` through `addr`, which must answer `202`.
-pub(crate) async fn post_to_room(addr: SocketAddr, room: &str, text: &str) {
-    let request = Request::post(format!("/chat/{room}"))
-        .header("host", addr.to_string())
-        .body(Full::new(Bytes::from(text.to_owned())))
-        .expect("a valid request");
-    let reply = send(addr, request).await;
-    assert_eq!(
-        reply.status,
-        202,
-        "POST to {room} via {addr}: {}",
-        reply.text()
-    );
-}
 
 /// A connected chat member.
 pub(crate) struct Member {
@@ -214,24 +151,5 @@ pub(crate) async fn expect_nothing_more(
     let expected = message(&room, "server", marker);
     for member in members {
         member.expect(&expected).await;
-    }
-}
-
-/// The next text message on `frames`, skipping probes, pings and pongs; fails if none comes
-/// within [`EVENT_TIMEOUT`] or the connection ends.
-pub(crate) async fn next_event<S>(frames: &mut S, name: &str) -> String
-where
-    S: Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
-{
-    loop {
-        let frame = tokio::time::timeout(EVENT_TIMEOUT, frames.next())
-            .await
-            .unwrap_or_else(|_| panic!("{name} got no event within {EVENT_TIMEOUT:?}"));
-        match frame {
-            Some(Ok(Message::Text(text))) if is_probe(&text) => {}
-            Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => panic!("{name} expected an event, got {other:?}"),
-        }
     }
 }
