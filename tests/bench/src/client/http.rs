@@ -1,10 +1,8 @@
 //! Plain HTTP/1.1 clients (hyper): the keep-alive GET load, and one-off GETs on a new
 //! connection each, which the reload and start-up sections poll with.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -15,8 +13,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::schedule::{Schedule, Window};
-use super::stats::{Latencies, Summary};
+use super::load::{self, RoundTrips};
+use super::schedule::Window;
+use super::stats::Summary;
 use super::{ANSWER_TIMEOUT, CONNECT_TIMEOUT};
 
 /// What the client calls itself; `hello` echoes it in its body.
@@ -41,56 +40,36 @@ pub(crate) async fn get_load(
         drivers.push(tokio::task::spawn_local(connection));
         senders.push(sender);
     }
-    let latencies = Rc::new(RefCell::new(Latencies::new()));
-    let schedule = Schedule::start(window);
-    let tasks: Vec<_> = senders
-        .into_iter()
-        .map(|sender| {
-            tokio::task::spawn_local(get_loop(
-                sender,
-                addr,
-                path.to_owned(),
-                schedule,
-                latencies.clone(),
-            ))
-        })
-        .collect();
-    let result = super::join_connections(tasks, "a GET connection").await;
+    let path: Rc<str> = Rc::from(path);
+    let result = load::run(
+        senders,
+        window,
+        "a GET connection",
+        |sender, round_trips| get_loop(sender, addr, path.clone(), round_trips),
+    )
+    .await;
     for driver in drivers {
         driver.abort();
     }
-    result?;
-    let summary = latencies.borrow().summary(window)?;
-    Ok(summary)
+    result
 }
 
 async fn get_loop(
     mut sender: SendRequest<Empty<Bytes>>,
     addr: SocketAddr,
-    path: String,
-    schedule: Schedule,
-    latencies: Rc<RefCell<Latencies>>,
+    path: Rc<str>,
+    round_trips: RoundTrips,
 ) -> anyhow::Result<()> {
-    loop {
-        let sent = Instant::now();
-        if !schedule.running(sent) {
-            return Ok(());
-        }
+    while let Some(sent) = round_trips.begin() {
         let status = timeout(ANSWER_TIMEOUT, send(&mut sender, addr, &path))
             .await
             .context("no answer within the answer timeout")??;
         if status != 200 {
             bail!("GET {path} answered {status}");
         }
-        let done = Instant::now();
-        let mut latencies = latencies.borrow_mut();
-        if schedule.counts(done) {
-            latencies.count_answer();
-        }
-        if schedule.times(sent, done) {
-            latencies.record(done - sent);
-        }
+        round_trips.end(sent);
     }
+    Ok(())
 }
 
 /// `GET path` on a new connection; the answer's status.

@@ -5,6 +5,7 @@
 //!
 //! - `schedule`: the warm-up and measured window every load shares.
 //! - `stats`: the latency histogram and what is printed from it.
+//! - `load`: a load's connections as local tasks, their round trips counted in one histogram.
 //! - `ws`: WebSocket echo load, idle and quiet sessions spread over loopback source addresses;
 //!   `frame`: the framing they need.
 //! - `fanout`: a room of members timed from one publish to its last delivery (on one host, or
@@ -17,6 +18,7 @@ pub(crate) mod crosshost;
 pub(crate) mod fanout;
 mod frame;
 pub(crate) mod http;
+mod load;
 mod schedule;
 mod stats;
 pub(crate) mod tls;
@@ -31,22 +33,3 @@ use std::time::Duration;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest opening one connection (TCP and handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Waits for every connection task and returns the first error any of them reported (all are
-/// awaited, so none is left running).
-async fn join_connections(
-    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    what: &str,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let mut result = Ok(());
-    for task in tasks {
-        let outcome = task
-            .await
-            .with_context(|| format!("{what}'s task panicked"));
-        if result.is_ok() {
-            result = outcome.and_then(|inner| inner);
-        }
-    }
-    result
-}

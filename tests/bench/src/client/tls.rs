@@ -3,11 +3,9 @@
 //! flight at a time, as the cleartext echo load keeps it. The same client for the host and the
 //! native server, so the comparison measures the servers.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -18,8 +16,9 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::schedule::{Schedule, Window};
-use super::stats::{Latencies, Summary};
+use super::load::{self, RoundTrips};
+use super::schedule::Window;
+use super::stats::Summary;
 use super::{ANSWER_TIMEOUT, CONNECT_TIMEOUT};
 
 /// The name the benchmark's certificate is made for.
@@ -41,22 +40,13 @@ pub(crate) async fn echo_load(
         clients.push(connect(addr, path, tls.clone()).await?);
     }
     let payload: Rc<[u8]> = (0..size).map(|i| (i % 251) as u8).collect();
-    let latencies = Rc::new(RefCell::new(Latencies::new()));
-    let schedule = Schedule::start(window);
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .map(|client| {
-            tokio::task::spawn_local(echo_loop(
-                client,
-                payload.clone(),
-                schedule,
-                latencies.clone(),
-            ))
-        })
-        .collect();
-    super::join_connections(tasks, "a TLS echo connection").await?;
-    let summary = latencies.borrow().summary(window)?;
-    Ok(summary)
+    load::run(
+        clients,
+        window,
+        "a TLS echo connection",
+        |client, round_trips| echo_loop(client, payload.clone(), round_trips),
+    )
+    .await
 }
 
 async fn connect(
@@ -85,14 +75,9 @@ async fn connect(
 async fn echo_loop(
     mut client: Client,
     payload: Rc<[u8]>,
-    schedule: Schedule,
-    latencies: Rc<RefCell<Latencies>>,
+    round_trips: RoundTrips,
 ) -> anyhow::Result<()> {
-    loop {
-        let sent = Instant::now();
-        if !schedule.running(sent) {
-            break;
-        }
+    while let Some(sent) = round_trips.begin() {
         let round_trip = async {
             client.send(Message::binary(payload.to_vec())).await?;
             loop {
@@ -114,14 +99,7 @@ async fn echo_loop(
                 payload.len()
             );
         }
-        let done = Instant::now();
-        let mut latencies = latencies.borrow_mut();
-        if schedule.counts(done) {
-            latencies.count_answer();
-        }
-        if schedule.times(sent, done) {
-            latencies.record(done - sent);
-        }
+        round_trips.end(sent);
     }
     let _ = timeout(super::ANSWER_TIMEOUT, client.close(None)).await;
     Ok(())

@@ -9,7 +9,6 @@
 //! server port) tuple has only the ephemeral port range (about 28,000 ports), and a hundred
 //! thousand sessions need more. Every address in 127.0.0.0/8 reaches `lo`.
 
-use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,8 +21,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 use super::frame;
-use super::schedule::{Schedule, Window};
-use super::stats::{Latencies, Summary};
+use super::load::{self, RoundTrips};
+use super::schedule::Window;
+use super::stats::Summary;
 use super::{ANSWER_TIMEOUT, CONNECT_TIMEOUT};
 
 /// Longest the closing handshake at the end of a load may take; past it the socket is dropped.
@@ -89,22 +89,13 @@ pub(crate) async fn echo_load(
     )
     .await?;
     let message = Rc::new(EchoMessage::new(size));
-    let latencies = Rc::new(RefCell::new(Latencies::new()));
-    let schedule = Schedule::start(window);
-    let tasks: Vec<_> = sockets
-        .into_iter()
-        .map(|socket| {
-            tokio::task::spawn_local(echo_loop(
-                socket,
-                message.clone(),
-                schedule,
-                latencies.clone(),
-            ))
-        })
-        .collect();
-    super::join_connections(tasks, "an echo connection").await?;
-    let summary = latencies.borrow().summary(window)?;
-    Ok(summary)
+    load::run(
+        sockets,
+        window,
+        "an echo connection",
+        |socket, round_trips| echo_loop(socket, message.clone(), round_trips),
+    )
+    .await
 }
 
 /// Opens `count` sessions, at most `concurrency` at a time, each echoing one small message;
@@ -309,26 +300,14 @@ impl Socket {
 async fn echo_loop(
     mut socket: Socket,
     message: Rc<EchoMessage>,
-    schedule: Schedule,
-    latencies: Rc<RefCell<Latencies>>,
+    round_trips: RoundTrips,
 ) -> anyhow::Result<()> {
     let mut echo = Vec::with_capacity(message.payload.len());
-    loop {
-        let sent = Instant::now();
-        if !schedule.running(sent) {
-            break;
-        }
+    while let Some(sent) = round_trips.begin() {
         timeout(ANSWER_TIMEOUT, socket.round_trip(&message, &mut echo))
             .await
             .context("no echo within the answer timeout")??;
-        let done = Instant::now();
-        let mut latencies = latencies.borrow_mut();
-        if schedule.counts(done) {
-            latencies.count_answer();
-        }
-        if schedule.times(sent, done) {
-            latencies.record(done - sent);
-        }
+        round_trips.end(sent);
     }
     close(socket).await;
     Ok(())
