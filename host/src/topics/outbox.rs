@@ -518,7 +518,6 @@ fn write_locked(state: &mut State) -> Flushed {
 /// Most buffers handed to one vectored write (Linux's `IOV_MAX` is 1,024).
 const MAX_IOVECS: usize = 64;
 
-/// One non-blocking write of a frame's parts; how many bytes the socket took.
 /// Bytes of a frame (`parts`) written straight to the attached socket when nothing is queued
 /// (so it cannot overtake anything), as far as the socket takes them without waiting; 0 when
 /// something is queued or no socket is attached. A failed write counts as 0: the frame is then
@@ -530,6 +529,7 @@ fn write_now(state: &State, parts: [&[u8]; 2]) -> usize {
     }
 }
 
+/// One non-blocking write of a frame's parts; how many bytes the socket took.
 fn try_write(socket: &Socket, parts: [&[u8]; 2]) -> std::io::Result<usize> {
     match parts {
         [head, []] => socket.try_write(head),
